@@ -1,0 +1,218 @@
+"""Checkpoint files: one .npz per checkpoint, named so that `ls | sort -r` ranks them.
+
+The name is made and parsed here and nowhere else:
+
+    val0.9540_trial000042_ep005.npz      (fractional epochs: ep000.50)
+
+validation accuracy first, fixed width, so names sort by accuracy. The file holds plain
+arrays (parameters, best and running-average parameters, optimizer state) and one JSON
+entry with the config, the training state and history, and the caller's extra metadata:
+no pickles, so any version of the code can read it. Writes go to a hidden temporary file
+in the same directory and are renamed into place, so a crash never leaves a partial file
+under a checkpoint's name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.config import TrainConfig
+from core.model import FullyConnectedNet
+from core.state import Explosion, History, TrainState, TrainStatus
+
+FORMAT_VERSION = 1
+NAME_PATTERN = re.compile(
+    r"^val(?P<val_acc>[01]\.\d{4})_trial(?P<trial_id>\d{6,})_ep(?P<epoch>\d{3,}(?:\.\d{2})?)\.npz$"
+)
+META_KEY = "meta.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or name cannot be used; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class CheckpointName:
+    val_acc: float
+    trial_id: int
+    epoch: float
+
+
+def checkpoint_name(val_acc: float, trial_id: int, epoch: float) -> str:
+    """The file name of a checkpoint: `val{acc:.4f}_trial{id:06d}_ep{epoch}.npz`."""
+    if not 0.0 <= val_acc <= 1.0:
+        raise CheckpointError(f"val_acc: must be in [0, 1], got {val_acc}")
+    if trial_id < 0 or epoch < 0:
+        raise CheckpointError(f"trial_id and epoch: must be >= 0, got {trial_id} and {epoch}")
+    whole = float(epoch).is_integer()
+    epoch_text = f"{int(epoch):03d}" if whole else f"{epoch:06.2f}"
+    return f"val{val_acc:.4f}_trial{trial_id:06d}_ep{epoch_text}.npz"
+
+
+def parse_checkpoint_name(name: str | Path) -> CheckpointName:
+    """The inverse of checkpoint_name (takes a bare name or a path)."""
+    match = NAME_PATTERN.match(Path(name).name)
+    if match is None:
+        raise CheckpointError(
+            f"{name}: not a checkpoint name (expected e.g. val0.9540_trial000042_ep005.npz)"
+        )
+    return CheckpointName(float(match["val_acc"]), int(match["trial_id"]), float(match["epoch"]))
+
+
+@dataclass
+class Checkpoint:
+    model: FullyConnectedNet
+    state: TrainState
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. trial id, sweep, dataset
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: FullyConnectedNet,
+    state: TrainState,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write atomically to `path`: the file is either absent or complete."""
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    for prefix, params in (
+        ("params", model.params),
+        ("best", state.best_params),
+        ("average", state.average_params),
+    ):
+        for name, array in params.items():
+            arrays[f"{prefix}/{name}"] = array
+    optim_scalars: dict[str, dict[str, Any]] = {}
+    for name, config in state.optim_configs.items():
+        optim_scalars[name] = {}
+        for key, value in config.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optim/{name}/{key}"] = value
+            else:
+                optim_scalars[name][key] = value
+    meta = {
+        "format": FORMAT_VERSION,
+        "model": {"input_dim": model.input_dim, "num_classes": model.num_classes},
+        "config": state.config.to_dict(),
+        "state": _state_to_dict(state, optim_scalars),
+        "extra": extra or {},
+    }
+    arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    _write_atomically(path, arrays)
+    return path
+
+
+def _state_to_dict(state: TrainState, optim_scalars: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    explosion = state.explosion
+    return {
+        "iterations_per_epoch": state.iterations_per_epoch,
+        "total_iterations": state.total_iterations,
+        "iteration": state.iteration,
+        "status": state.status.value,
+        "initial_cost": state.initial_cost,
+        "explosion": None if explosion is None else vars(explosion),
+        "rng_state": state.rng_state,
+        "optim": optim_scalars,
+        "history": state.history.to_dict(),
+        "best_val_acc": state.best_val_acc,
+        "best_epoch": state.best_epoch,
+        "average_every": state.average_every,
+        "average_keep": state.average_keep,
+    }
+
+
+def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    # Hidden and without the .npz ending: never mistaken for a checkpoint by ls or a parser.
+    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Rebuild the model and training state a checkpoint holds."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: no such file") from exc
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+    if META_KEY not in arrays:
+        raise CheckpointError(f"{path}: not an hpsearch checkpoint (no {META_KEY} entry)")
+    try:
+        meta = json.loads(arrays.pop(META_KEY).tobytes())
+        if meta.get("format") != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: format {meta.get('format')!r} is not {FORMAT_VERSION}")
+        return _rebuild(meta, arrays)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from exc
+
+
+def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
+    config = TrainConfig.from_dict(meta["config"])
+    groups: dict[str, dict[str, np.ndarray]] = {"params": {}, "best": {}, "average": {}}
+    optim: dict[str, dict[str, Any]] = {
+        name: dict(scalars) for name, scalars in meta["state"]["optim"].items()
+    }
+    for key, array in arrays.items():
+        prefix, _, rest = key.partition("/")
+        if prefix == "optim":
+            name, _, slot = rest.partition("/")
+            optim.setdefault(name, {})[slot] = array
+        else:
+            groups[prefix][rest] = array
+    model = FullyConnectedNet(
+        meta["model"]["input_dim"],
+        meta["model"]["num_classes"],
+        config.hidden_sizes,
+        loss=config.loss,
+        reg=config.reg,
+        dropout=config.dropout,
+        dtype=config.dtype,
+        params=groups["params"],
+    )
+    s = meta["state"]
+    state = TrainState(
+        config=config,
+        iterations_per_epoch=s["iterations_per_epoch"],
+        total_iterations=s["total_iterations"],
+        iteration=s["iteration"],
+        status=TrainStatus(s["status"]),
+        initial_cost=s["initial_cost"],
+        explosion=None if s["explosion"] is None else Explosion(**s["explosion"]),
+        rng_state=s["rng_state"],
+        optim_configs=optim,
+        history=History.from_dict(s["history"]),
+        best_val_acc=s["best_val_acc"],
+        best_epoch=s["best_epoch"],
+        best_params=groups["best"],
+        average_params=groups["average"],
+        average_every=s["average_every"],
+        average_keep=s["average_keep"],
+    )
+    return Checkpoint(model, state, meta["extra"])

@@ -1,0 +1,242 @@
+"""Datasets: one training split and one validation split, mean-image subtracted.
+
+A dataset is named by a spec string, the same everywhere (CLI, sweep specs, worker jobs):
+    digits        the 8x8 handwritten digits bundled with scikit-learn (no network needed),
+                  split with a fixed seed into 1297 train / 500 val
+    npz:PATH      a .npz file holding X_train, y_train, X_val, y_val
+    cifar10:DIR   the CIFAR-10 "python version" batches (data_batch_1..5), the last `num_val`
+                  training images held out for validation
+Image datasets have their pixel intensities scaled to [0, 1] (digits / 16, CIFAR-10 / 255), so
+that He-initialized nets start near chance instead of with saturated scores; npz arrays are used
+as given. The mean image is computed on the training split only and subtracted from both splits.
+Every problem with the input raises DatasetError naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DIGITS_NUM_VAL = 500
+DIGITS_SPLIT_SEED = 0
+DIGITS_MAX_INTENSITY = 16.0
+CIFAR10_MAX_INTENSITY = 255.0
+CIFAR10_NUM_VAL = 1000
+CIFAR10_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_IMAGE_SHAPE = (3, 32, 32)  # each row is the red, then green, then blue 32x32 plane
+NPZ_ARRAYS = ("X_train", "y_train", "X_val", "y_val")
+
+
+class DatasetError(ValueError):
+    """The dataset spec or its files cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    X_train: np.ndarray  # (N_train, D), mean-subtracted
+    y_train: np.ndarray  # (N_train,) int64 in [0, num_classes)
+    X_val: np.ndarray
+    y_val: np.ndarray
+    num_classes: int
+    mean_image: np.ndarray  # (D,) float64, already subtracted from X_train and X_val
+    # Shape one row unflattens to (e.g. (8, 8) or (3, 32, 32)), for showing weights as images.
+    image_shape: tuple[int, ...] | None = None
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.X_train.shape[1])
+
+
+def load_dataset(spec: str, *, dtype: str = "float32", num_val: int | None = None) -> Dataset:
+    """Load the dataset a spec string names; see the module docstring for the specs."""
+    if dtype not in ("float32", "float64"):
+        raise DatasetError(f"dtype: must be float32 or float64, got {dtype!r}")
+    kind, _, location = spec.partition(":")
+    if kind == "digits" and not location:
+        raw = _load_digits(num_val if num_val is not None else DIGITS_NUM_VAL)
+    elif kind == "npz" and location:
+        if num_val is not None:
+            raise DatasetError(f"{spec}: num_val does not apply, the file holds its own X_val")
+        raw = _load_npz(Path(location))
+    elif kind == "cifar10" and location:
+        raw = _load_cifar10(Path(location), num_val if num_val is not None else CIFAR10_NUM_VAL)
+    else:
+        raise DatasetError(
+            f"dataset {spec!r}: unknown spec; use 'digits', 'npz:PATH' or 'cifar10:DIR'"
+        )
+    return _preprocess(spec, raw, np.dtype(dtype))
+
+
+@dataclass
+class _Raw:
+    source: str  # the file or folder, for messages
+    X_train: Any
+    y_train: Any
+    X_val: Any
+    y_val: Any
+    image_shape: tuple[int, ...] | None
+    num_classes: int | None = None
+
+
+def _load_digits(num_val: int) -> _Raw:
+    from sklearn.datasets import load_digits  # lazily: only this dataset needs scikit-learn
+
+    bunch = load_digits()
+    X, y = bunch.data, bunch.target
+    _check_split("digits", len(X), num_val)
+    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(X))
+    train, val = order[:-num_val], order[-num_val:]
+    X = X / DIGITS_MAX_INTENSITY
+    return _Raw("digits", X[train], y[train], X[val], y[val], (8, 8), num_classes=10)
+
+
+def _load_npz(path: Path) -> _Raw:
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [name for name in NPZ_ARRAYS if name not in archive.files]
+            if missing:
+                raise DatasetError(
+                    f"{path}: missing array(s) {', '.join(missing)}; the file has "
+                    f"{', '.join(archive.files) or 'no arrays'}"
+                )
+            arrays = {name: archive[name] for name in NPZ_ARRAYS}
+    except DatasetError:
+        raise
+    except (OSError, ValueError) as exc:  # not a zip, truncated, or an object array
+        raise DatasetError(f"{path}: not a readable .npz of plain arrays ({exc})") from exc
+    image_shape = tuple(arrays["X_train"].shape[1:]) if arrays["X_train"].ndim > 2 else None
+    return _Raw(str(path), **arrays, image_shape=image_shape)
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a dataset file must not run code."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),  # pickle protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes at protocol 2: a pure transform
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: no such file (a CIFAR-10 folder holds {', '.join(CIFAR10_BATCHES)})"
+        )
+    try:
+        with path.open("rb") as f:
+            batch = _ArrayOnlyUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError) as exc:
+        raise DatasetError(f"{path}: not a CIFAR-10 python batch ({exc})") from exc
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DatasetError(f"{path}: not a CIFAR-10 python batch (no b'data' and b'labels')")
+    data = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[b"labels"])
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise DatasetError(f"{path}: data has shape {data.shape}, expected (N, 3072)")
+    if len(labels) != len(data):
+        raise DatasetError(f"{path}: {len(data)} images but {len(labels)} labels")
+    return data, labels
+
+
+def _load_cifar10(folder: Path, num_val: int) -> _Raw:
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: no such folder")
+    batches = [_read_cifar_batch(folder / name) for name in CIFAR10_BATCHES]
+    X = np.concatenate([data for data, _ in batches]) / CIFAR10_MAX_INTENSITY
+    y = np.concatenate([labels for _, labels in batches])
+    _check_split(str(folder), len(X), num_val)
+    return _Raw(
+        str(folder),
+        X[:-num_val],
+        y[:-num_val],
+        X[-num_val:],
+        y[-num_val:],
+        CIFAR10_IMAGE_SHAPE,
+        num_classes=10,
+    )
+
+
+def _check_split(source: str, total: int, num_val: int) -> None:
+    if num_val < 1 or num_val >= total:
+        raise DatasetError(
+            f"{source}: a validation split of {num_val} needs 1 <= num_val < {total} "
+            f"(the number of examples)"
+        )
+
+
+def _labels(source: str, name: str, y: Any) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DatasetError(f"{source}: {name} has shape {y.shape}, expected one label per row")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise DatasetError(f"{source}: {name} holds non-integer labels")
+    elif y.dtype.kind not in "iu":
+        raise DatasetError(f"{source}: {name} has dtype {y.dtype}, expected integer labels")
+    return y.astype(np.int64)
+
+
+def _features(source: str, name: str, X: Any) -> np.ndarray:
+    X = np.asarray(X)
+    if X.dtype.kind not in "iuf":
+        raise DatasetError(f"{source}: {name} has dtype {X.dtype}, expected numbers")
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise DatasetError(f"{source}: {name} has shape {X.shape}, expected (N, D) with N > 0")
+    X = X.reshape(X.shape[0], -1).astype(np.float64)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise DatasetError(f"{source}: {name} holds NaN or inf (first in row {row})")
+    return X
+
+
+def _preprocess(spec: str, raw: _Raw, dtype: np.dtype) -> Dataset:
+    src = raw.source
+    X_train = _features(src, "X_train", raw.X_train)
+    X_val = _features(src, "X_val", raw.X_val)
+    y_train = _labels(src, "y_train", raw.y_train)
+    y_val = _labels(src, "y_val", raw.y_val)
+    for X, y, split in ((X_train, y_train, "train"), (X_val, y_val, "val")):
+        if len(X) != len(y):
+            raise DatasetError(f"{src}: X_{split} has {len(X)} rows but y_{split} has {len(y)}")
+    if X_train.shape[1] != X_val.shape[1]:
+        raise DatasetError(
+            f"{src}: X_train has {X_train.shape[1]} features per row but X_val has {X_val.shape[1]}"
+        )
+    num_classes = raw.num_classes or int(y_train.max()) + 1
+    if num_classes < 2:
+        raise DatasetError(f"{src}: y_train has a single class; classification needs two or more")
+    for y, name in ((y_train, "y_train"), (y_val, "y_val")):
+        out = (y < 0) | (y >= num_classes)
+        if out.any():
+            raise DatasetError(
+                f"{src}: {name} has label {int(y[out][0])} out of range [0, {num_classes})"
+            )
+    mean_image = X_train.mean(axis=0)
+    return Dataset(
+        name=spec,
+        X_train=np.ascontiguousarray(X_train - mean_image, dtype=dtype),
+        y_train=y_train,
+        X_val=np.ascontiguousarray(X_val - mean_image, dtype=dtype),
+        y_val=y_val,
+        num_classes=num_classes,
+        mean_image=mean_image,
+        image_shape=raw.image_shape,
+    )

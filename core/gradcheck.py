@@ -1,0 +1,199 @@
+"""Gradient checks, following the notes: centered differences in float64 on a few
+datapoints, relative error, and kinks told apart from wrong gradients.
+
+    relative_error(a, n) = |a - n| / max(|a| + |n|, TINY)   (0 when both are 0)
+
+Verdict bands from the notes: > 1e-2 wrong, 1e-2..1e-4 uncomfortable, 1e-4..1e-7 okay
+(fine with kinks, too high without), < 1e-7 good.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.model import FullyConnectedNet
+
+TINY = 1e-12
+REG_STEP = 1e-3
+GOOD, OKAY, UNCOMFORTABLE, WRONG = "good", "okay", "uncomfortable", "wrong"
+
+
+def relative_error(analytic: float, numerical: float) -> float:
+    diff = abs(analytic - numerical)
+    if diff == 0:
+        return 0.0  # both zero (or equal): pass, whatever their size
+    return diff / max(abs(analytic) + abs(numerical), TINY)
+
+
+def verdict(error: float) -> str:
+    if error > 1e-2:
+        return WRONG
+    if error > 1e-4:
+        return UNCOMFORTABLE
+    if error >= 1e-7:
+        return OKAY
+    return GOOD
+
+
+def centered_difference(
+    f: Callable[[], float], x: np.ndarray, index: tuple[int, ...], h: float
+) -> tuple[float, float, float]:
+    """(f(x+h) - f(x-h)) / 2h at one coordinate of x, which f reads; x is restored after."""
+    old = x[index]
+    x[index] = old + h
+    plus = f()
+    x[index] = old - h
+    minus = f()
+    x[index] = old
+    return (plus - minus) / (2 * h), plus, minus
+
+
+def array_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """The numerical gradient of f at every coordinate of x (for small arrays: layer tests)."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(*x.shape):
+        grad[index] = centered_difference(f, x, index, h)[0]
+    return grad
+
+
+@dataclass(frozen=True)
+class ParamCheck:
+    """The check of one parameter array in one phase ("data" loss or "reg" term)."""
+
+    phase: str
+    name: str
+    checked: int  # coordinates compared
+    kinks: int  # coordinates whose finite difference crossed a kink: reported, not judged
+    max_error: float  # over the coordinates that crossed no kink
+    worst_index: tuple[int, ...] | None
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.max_error)
+
+
+@dataclass(frozen=True)
+class GradCheckReport:
+    checks: tuple[ParamCheck, ...]
+    h: float
+    num_examples: int
+
+    @property
+    def max_error(self) -> float:
+        return max((c.max_error for c in self.checks), default=0.0)
+
+    def passed(self, threshold: float = 1e-7) -> bool:
+        return all(c.max_error < threshold for c in self.checks)
+
+
+def check_model_gradients(
+    model: FullyConnectedNet,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    h: float = 1e-5,
+    coords_per_param: int = 10,
+    seed: int = 0,
+) -> GradCheckReport:
+    """Check every parameter array of `model` (biases included) on the examples X, y.
+
+    Runs in a float64 copy: the model itself is untouched. The data loss is checked first with
+    reg = 0, then the regularization term on its own (at the model's reg, or 0.1 when it is 0,
+    so that its gradient code is exercised). Dropout masks are held fixed by re-seeding their
+    generator for every evaluation.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    checks: list[ParamCheck] = []
+    pick = np.random.default_rng(seed)
+    data_model = _float64_copy(model, reg=0.0)
+    reg_model = _float64_copy(model, reg=model.reg or 0.1)
+
+    def data_loss() -> float:
+        return data_model.loss(X, y, np.random.default_rng(seed))[0]
+
+    def kinks() -> list[np.ndarray]:
+        return data_model.kink_pattern(X, y, np.random.default_rng(seed))
+
+    analytic = data_model.loss(X, y, np.random.default_rng(seed))[1]
+    for name, param in data_model.params.items():
+        checks.append(
+            _check_array(
+                "data", name, param, analytic[name], data_loss, kinks, h, coords_per_param, pick
+            )
+        )
+
+    with_reg = reg_model.loss(X, y, np.random.default_rng(seed))[1]
+    no_reg = _float64_copy(reg_model, reg=0.0).loss(X, y, np.random.default_rng(seed))[1]
+    # The term is quadratic in every coordinate, so a centered difference has no truncation
+    # error: a larger step only shrinks the rounding error of the (large) summed term.
+    reg_h = max(h, REG_STEP)
+    for name, param in reg_model.params.items():
+        reg_grad = with_reg[name] - no_reg[name]
+        checks.append(
+            _check_array(
+                "reg",
+                name,
+                param,
+                reg_grad,
+                reg_model.reg_loss,
+                None,
+                reg_h,
+                coords_per_param,
+                pick,
+            )
+        )
+    return GradCheckReport(tuple(checks), h, len(X))
+
+
+def _float64_copy(model: FullyConnectedNet, reg: float) -> FullyConnectedNet:
+    """A shallow copy (same class, so the code under test is the model's own) in float64."""
+    twin = copy.copy(model)
+    twin.params = {name: p.astype(np.float64) for name, p in model.params.items()}
+    twin.dtype = np.dtype(np.float64)
+    twin.reg = reg
+    return twin
+
+
+def _check_array(
+    phase: str,
+    name: str,
+    param: np.ndarray,
+    analytic: np.ndarray,
+    f: Callable[[], float],
+    kinks: Callable[[], list[np.ndarray]] | None,
+    h: float,
+    coords: int,
+    pick: np.random.Generator,
+) -> ParamCheck:
+    flat_indices = (
+        np.arange(param.size)
+        if param.size <= coords
+        else pick.choice(param.size, size=coords, replace=False)
+    )
+    worst, worst_index, crossed = 0.0, None, 0
+    for flat in flat_indices:
+        index = tuple(int(i) for i in np.unravel_index(flat, param.shape))
+        if kinks is not None and _crosses_kink(kinks, param, index, h):
+            crossed += 1
+            continue
+        numerical = centered_difference(f, param, index, h)[0]
+        error = relative_error(float(analytic[index]), numerical)
+        if error >= worst:
+            worst, worst_index = error, index
+    return ParamCheck(phase, name, len(flat_indices), crossed, worst, worst_index)
+
+
+def _crosses_kink(
+    kinks: Callable[[], list[np.ndarray]], param: np.ndarray, index: tuple[int, ...], h: float
+) -> bool:
+    old = param[index]
+    param[index] = old + h
+    above = kinks()
+    param[index] = old - h
+    below = kinks()
+    param[index] = old
+    return any(not np.array_equal(a, b) for a, b in zip(above, below, strict=True))

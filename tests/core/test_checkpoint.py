@@ -1,0 +1,129 @@
+"""Checkpoint names sort by accuracy; files round-trip exactly and are written atomically."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import checkpoint as ckpt
+from core.checkpoint import (
+    CheckpointError,
+    checkpoint_name,
+    load_checkpoint,
+    parse_checkpoint_name,
+    save_checkpoint,
+)
+from core.config import TrainConfig
+from core.data import Dataset
+from core.trainer import build_model, train
+
+
+def test_name_format_and_parse_round_trip() -> None:
+    assert checkpoint_name(0.954, 42, 5) == "val0.9540_trial000042_ep005.npz"
+    assert checkpoint_name(1.0, 3, 0.5) == "val1.0000_trial000003_ep000.50.npz"
+    parsed = parse_checkpoint_name("/some/dir/val0.5310_trial1234567_ep120.npz")
+    assert parsed == ckpt.CheckpointName(0.531, 1234567, 120.0)
+    assert parse_checkpoint_name(checkpoint_name(0.25, 7, 12.75)).epoch == 12.75
+
+
+def test_names_sort_by_validation_accuracy() -> None:
+    rng = np.random.default_rng(0)
+    runs = [
+        (float(acc), int(trial), int(epoch))
+        for acc, trial, epoch in zip(
+            rng.random(200), rng.integers(0, 10**6, 200), rng.integers(0, 500, 200), strict=True
+        )
+    ]
+    runs += [(1.0, 5, 1), (0.0, 999999, 999), (0.0999, 1, 1), (0.1, 1, 1)]
+    names = [checkpoint_name(*run) for run in runs]
+    by_name = [parse_checkpoint_name(n).val_acc for n in sorted(names, reverse=True)]
+    assert by_name == sorted(by_name, reverse=True)
+    assert by_name[0] == 1.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "model.npz",
+        "val0.95_trial000001_ep001.npz",
+        "val0.9500_trial1_ep001.npz",
+        "val0.9500_trial000001_ep001.npy",
+        ".val0.9500_trial000001_ep001.npz.x1.tmp",
+    ],
+)
+def test_bad_names_are_rejected(bad: str) -> None:
+    with pytest.raises(CheckpointError, match="not a checkpoint name"):
+        parse_checkpoint_name(bad)
+
+
+def test_name_rejects_impossible_values() -> None:
+    with pytest.raises(CheckpointError, match="val_acc"):
+        checkpoint_name(1.5, 1, 1)
+
+
+def test_round_trip_predicts_identically_and_keeps_everything(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    config = TrainConfig(num_epochs=2, update="adam", learning_rate=3e-3, hidden_sizes=(30, 20))
+    model = build_model(config, digits)
+    state = train(model, digits, config)
+    path = save_checkpoint(tmp_path / "a" / "ck.npz", model, state, {"trial_id": 7})
+    loaded = load_checkpoint(path)
+    np.testing.assert_array_equal(loaded.model.predict(digits.X_val), model.predict(digits.X_val))
+    np.testing.assert_array_equal(loaded.model.scores(digits.X_val), model.scores(digits.X_val))
+    assert loaded.model.params["W1"].dtype == np.float32
+    assert loaded.state.config == config
+    assert loaded.state.history == state.history
+    assert loaded.state.status is state.status
+    assert loaded.state.rng_state == state.rng_state
+    assert loaded.state.optim_configs["W1"]["t"] == state.optim_configs["W1"]["t"]
+    np.testing.assert_array_equal(
+        loaded.state.optim_configs["W2"]["m"], state.optim_configs["W2"]["m"]
+    )
+    np.testing.assert_array_equal(loaded.state.best_params["b1"], state.best_params["b1"])
+    assert loaded.extra == {"trial_id": 7}
+
+
+def test_a_crash_while_writing_leaves_no_file(
+    digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = TrainConfig(num_epochs=1)
+    model = build_model(config, digits)
+    state = train(model, digits, config)
+    final = tmp_path / checkpoint_name(0.5, 1, 1)
+    save_checkpoint(final, model, state)
+    good = final.read_bytes()
+
+    def half_written(file, **arrays):
+        file.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt.np, "savez", half_written)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(final, model, state)
+    assert final.read_bytes() == good  # the previous complete file is untouched
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / checkpoint_name(0.6, 1, 2), model, state)
+    assert sorted(os.listdir(tmp_path)) == [final.name]  # no partial or temporary files
+
+
+def test_loading_bad_files_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "missing.npz")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip at all")
+    with pytest.raises(CheckpointError, match="garbage.npz: not a readable checkpoint"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, W1=np.zeros(3))
+    with pytest.raises(CheckpointError, match="not an hpsearch checkpoint"):
+        load_checkpoint(foreign)
+    truncated = tmp_path / "truncated.npz"
+    with zipfile.ZipFile(truncated, "w") as zf:
+        zf.writestr("meta.json.npy", b"\x93NUMPY broken")
+    with pytest.raises(CheckpointError, match="truncated.npz"):
+        load_checkpoint(truncated)
