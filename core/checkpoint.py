@@ -80,24 +80,29 @@ def save_checkpoint(
     state: TrainState,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write atomically to `path`: the file is either absent or complete."""
+    """Write atomically to `path`: the file is either absent or complete.
+
+    Parameters (and the best and running-average ones) are stored per name, e.g. `params/W1`,
+    so that `np.load` alone reads a model; optimizer state is stored flat, as the rule keeps it.
+    """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
-    for prefix, params in (
-        ("params", model.params),
-        ("best", state.best_params),
-        ("average", state.average_params),
+    for prefix, flat in (
+        ("params", model.flat),
+        ("best", state.best_flat),
+        ("average", state.average_flat),
     ):
-        for name, array in params.items():
-            arrays[f"{prefix}/{name}"] = array
-    optim_scalars: dict[str, dict[str, Any]] = {}
-    for name, config in state.optim_configs.items():
-        optim_scalars[name] = {}
-        for key, value in config.items():
-            if isinstance(value, np.ndarray):
-                arrays[f"optim/{name}/{key}"] = value
-            else:
-                optim_scalars[name][key] = value
+        if flat is not None:
+            for name, array in model.views(flat).items():
+                arrays[f"{prefix}/{name}"] = array
+    optim_scalars: dict[str, Any] = {}
+    for key, value in state.optim_config.items():
+        if isinstance(value, np.ndarray):
+            arrays[f"optim/{key}"] = value
+        else:
+            optim_scalars[key] = value
+    if state.order is not None:
+        arrays["order"] = state.order
     meta = {
         "format": FORMAT_VERSION,
         "model": {"input_dim": model.input_dim, "num_classes": model.num_classes},
@@ -110,7 +115,7 @@ def save_checkpoint(
     return path
 
 
-def _state_to_dict(state: TrainState, optim_scalars: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _state_to_dict(state: TrainState, optim_scalars: dict[str, Any]) -> dict[str, Any]:
     explosion = state.explosion
     return {
         "iterations_per_epoch": state.iterations_per_epoch,
@@ -176,15 +181,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
     config = TrainConfig.from_dict(meta["config"])
     groups: dict[str, dict[str, np.ndarray]] = {"params": {}, "best": {}, "average": {}}
-    optim: dict[str, dict[str, Any]] = {
-        name: dict(scalars) for name, scalars in meta["state"]["optim"].items()
-    }
+    s = meta["state"]
+    optim_config: dict[str, Any] = dict(s["optim"])
     for key, array in arrays.items():
         prefix, _, rest = key.partition("/")
         if prefix == "optim":
-            name, _, slot = rest.partition("/")
-            optim.setdefault(name, {})[slot] = array
-        else:
+            optim_config[rest] = array
+        elif prefix in groups:
             groups[prefix][rest] = array
     model = FullyConnectedNet(
         meta["model"]["input_dim"],
@@ -196,7 +199,6 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
         dtype=config.dtype,
         params=groups["params"],
     )
-    s = meta["state"]
     state = TrainState(
         config=config,
         iterations_per_epoch=s["iterations_per_epoch"],
@@ -206,12 +208,13 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
         initial_cost=s["initial_cost"],
         explosion=None if s["explosion"] is None else Explosion(**s["explosion"]),
         rng_state=s["rng_state"],
-        optim_configs=optim,
+        order=arrays.get("order"),
+        optim_config=optim_config,
         history=History.from_dict(s["history"]),
         best_val_acc=s["best_val_acc"],
         best_epoch=s["best_epoch"],
-        best_params=groups["best"],
-        average_params=groups["average"],
+        best_flat=model.flatten(groups["best"]) if groups["best"] else None,
+        average_flat=model.flatten(groups["average"]) if groups["average"] else None,
         average_every=s["average_every"],
         average_keep=s["average_keep"],
     )

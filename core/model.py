@@ -1,7 +1,13 @@
 """A fully connected net: {affine - relu - [dropout]} x L - affine - softmax or SVM loss.
 
-Parameters live in one dict of arrays, `W1, b1, ..., W{L+1}, b{L+1}`, so that optimizers,
-checkpoints and gradient checks all walk the same names. The objective is
+Parameters are named `W1, b1, ..., W{L+1}, b{L+1}` (W: (fan_in, fan_out), b: (fan_out,)) and
+live as views into ONE flat array, `model.flat`, weights first. The trainer updates, averages
+and copies that one array with a single NumPy call each, instead of one call per parameter:
+on small nets the per-call cost is most of a step. `model.params` is the named view of it,
+and `model.views(flat)` names any other array of the same layout (gradients, optimizer state,
+best or averaged parameters).
+
+The objective is
 
     data_loss + reg * sum(W**2)   over the weight matrices only (biases are not regularized),
 
@@ -11,8 +17,10 @@ come from the generator the caller passes, so training is reproducible from one 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,18 +59,59 @@ class FullyConnectedNet:
         self.dropout = float(dropout)
         self.dtype = np.dtype(dtype)
         self.num_layers = len(self.hidden_sizes) + 1
+        dims = (self.input_dim, *self.hidden_sizes, self.num_classes)
+        shapes: list[tuple[str, tuple[int, ...]]]
+        shapes = [(f"W{i}", (dims[i - 1], dims[i])) for i in range(1, len(dims))]
+        shapes += [(f"b{i}", (dims[i],)) for i in range(1, len(dims))]
+        self.shapes: dict[str, tuple[int, ...]] = dict(shapes)
+        sizes = [math.prod(shape) for _, shape in shapes]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self.num_weights = sum(sizes[: len(dims) - 1])  # weights come first: reg is one slice
+        self.size = sum(sizes)
+        self.flat = np.zeros(self.size, dtype=self.dtype)
+        self.params = self.views(self.flat)
         if params is not None:
-            self.params = {name: np.asarray(p, dtype=self.dtype) for name, p in params.items()}
-            self._check_param_shapes()
+            self.load_params(params)
             return
         if rng is None:
             raise ValueError("rng: a numpy Generator is needed to initialize the weights")
-        dims = (self.input_dim, *self.hidden_sizes, self.num_classes)
-        self.params = {}
-        for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:], strict=True), start=1):
+        for i in range(1, self.num_layers + 1):
+            fan_in = dims[i - 1]
             std = math.sqrt(2.0 / fan_in) if weight_scale == "he" else float(weight_scale)
-            self.params[f"W{i}"] = (std * rng.standard_normal((fan_in, fan_out))).astype(self.dtype)
-            self.params[f"b{i}"] = np.zeros(fan_out, dtype=self.dtype)
+            self.params[f"W{i}"][...] = std * rng.standard_normal(self.shapes[f"W{i}"])
+
+    def views(self, flat: np.ndarray) -> Params:
+        """Name the parts of any array laid out like `self.flat` (no copies)."""
+        named: Params = {}
+        for (name, shape), start in zip(self.shapes.items(), self.offsets, strict=True):
+            named[name] = flat[start : start + math.prod(shape)].reshape(shape)
+        return named
+
+    def flatten(self, params: Params) -> np.ndarray:
+        """A new flat array holding `params` (which must have every name, in its shape)."""
+        flat = np.empty(self.size, dtype=self.dtype)
+        target = self.views(flat)
+        for name, shape in self.shapes.items():
+            got = params.get(name)
+            if got is None or np.shape(got) != shape:
+                found = None if got is None else np.shape(got)
+                raise ValueError(f"params.{name}: expected shape {shape}, got {found}")
+            target[name][...] = got
+        return flat
+
+    def load_params(self, params: Params) -> None:
+        """Copy `params` into the model's own arena."""
+        self.flat[...] = self.flatten(params)
+
+    def astype(self, dtype: str | np.dtype, reg: float | None = None) -> FullyConnectedNet:
+        """A copy in another dtype (same class, so a subclass's own code is kept)."""
+        twin = copy.copy(self)
+        twin.dtype = np.dtype(dtype)
+        twin.flat = self.flat.astype(twin.dtype)
+        twin.params = twin.views(twin.flat)
+        if reg is not None:
+            twin.reg = float(reg)
+        return twin
 
     @classmethod
     def from_config(
@@ -80,24 +129,15 @@ class FullyConnectedNet:
             rng=rng,
         )
 
-    def _check_param_shapes(self) -> None:
-        dims = (self.input_dim, *self.hidden_sizes, self.num_classes)
-        for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:], strict=True), start=1):
-            for name, shape in ((f"W{i}", (fan_in, fan_out)), (f"b{i}", (fan_out,))):
-                got = self.params.get(name)
-                if got is None or got.shape != shape:
-                    found = None if got is None else got.shape
-                    raise ValueError(f"params.{name}: expected shape {shape}, got {found}")
-
     def _forward(
         self,
         X: np.ndarray,
         rng: np.random.Generator | None,
         train: bool,
         params: Params | None = None,
-    ) -> tuple[np.ndarray, list[tuple[object, object]]]:
+    ) -> tuple[np.ndarray, list[tuple[Any, Any]]]:
         p = self.params if params is None else params
-        caches: list[tuple[object, object]] = []
+        caches: list[tuple[Any, Any]] = []
         h = X
         use_dropout = train and self.dropout > 0
         if use_dropout and rng is None:
@@ -139,38 +179,40 @@ class FullyConnectedNet:
     def reg_loss(self) -> float:
         if self.reg == 0:
             return 0.0
-        total = 0.0
-        for i in range(1, self.num_layers + 1):
-            w = self.params[f"W{i}"].ravel()
-            total += float(np.dot(w, w))
-        return self.reg * total
+        weights = self.flat[: self.num_weights]
+        return self.reg * float(np.dot(weights, weights))
 
     def loss(
         self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None
     ) -> tuple[float, Params]:
         """Training-mode loss and gradients of every parameter. X: (N, D), y: (N,)."""
+        value, flat_grad = self.loss_flat(X, y, rng)
+        return value, self.views(flat_grad)
+
+    def loss_flat(
+        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[float, np.ndarray]:
+        """As loss(), with the gradient as one new array laid out like `self.flat`."""
         scores, caches = self._forward(X, rng, train=True)
         data_loss, dout = self.data_loss(scores, y)
-        grads: Params = {}
-        last = self.num_layers
-        affine_cache, _ = caches[-1]
-        need_dx = last > 1
-        dh, grads[f"W{last}"], grads[f"b{last}"] = layers.affine_backward(
-            dout, affine_cache, need_dx
-        )
-        for i in range(last - 1, 0, -1):
-            relu_cache, drop_cache = caches[i - 1]
+        flat_grad = np.empty_like(self.flat)
+        grads = self.views(flat_grad)
+        dh: np.ndarray | None = dout
+        for i in range(self.num_layers, 0, -1):
+            affine_cache, drop_cache = caches[i - 1]
             assert dh is not None
-            if drop_cache is not None:
-                dh = layers.dropout_backward(dh, drop_cache)
-            dh, grads[f"W{i}"], grads[f"b{i}"] = layers.affine_relu_backward(
-                dh, relu_cache, need_dx=i > 1
-            )
+            if i < self.num_layers:
+                if drop_cache is not None:
+                    dh = layers.dropout_backward(dh, drop_cache)
+                dh = layers.relu_backward(dh, affine_cache[1])
+                affine_cache = affine_cache[0]
+            dh = layers.affine_backward(
+                dh, affine_cache, need_dx=i > 1, dw_out=grads[f"W{i}"], db_out=grads[f"b{i}"]
+            )[0]
         if self.reg:
-            two_reg = self.dtype.type(2 * self.reg)
-            for i in range(1, last + 1):
-                grads[f"W{i}"] += two_reg * self.params[f"W{i}"]
-        return data_loss + self.reg_loss(), grads
+            weights = slice(0, self.num_weights)
+            flat_grad[weights] += self.dtype.type(2 * self.reg) * self.flat[weights]
+        return data_loss + self.reg_loss(), flat_grad
 
     def kink_pattern(
         self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None
@@ -182,10 +224,10 @@ class FullyConnectedNet:
         so a finite difference between them is not a fair test of the analytic gradient.
         """
         scores, caches = self._forward(X, rng, train=True)
-        pattern = [relu_cache[1] > 0 for relu_cache, _ in caches[:-1]]  # type: ignore[index]
+        pattern = [relu_cache[1] > 0 for relu_cache, _ in caches[:-1]]
         if self.loss_name == "svm":
             pattern.append(layers.svm_margins(scores, y) > 0)
         return pattern
 
     def copy_params(self) -> Params:
-        return {name: p.copy() for name, p in self.params.items()}
+        return self.views(self.flat.copy())

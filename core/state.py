@@ -1,7 +1,9 @@
 """What a training run has done so far: enough to report on it and to resume it exactly.
 
 The model's own parameters live in the model; everything else the trainer needs to continue
-(iteration, optimizer state, RNG state, history, best and averaged parameters) lives here.
+(iteration, optimizer state, RNG state, the epoch's batch order, history, best and averaged
+parameters) lives here. Parameter-shaped arrays are flat, laid out like `model.flat`;
+`model.views(array)` names their parts.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from typing import Any
 import numpy as np
 
 from core.config import TrainConfig
-
-Params = dict[str, np.ndarray]
 
 
 class TrainStatus(StrEnum):
@@ -77,27 +77,18 @@ class TrainState:
     status: TrainStatus = TrainStatus.RUNNING
     initial_cost: float | None = None
     explosion: Explosion | None = None
-    rng_state: dict[str, Any] | None = None  # Generator.bit_generator.state of the dropout stream
-    optim_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rng_state: dict[str, Any] | None = None  # Generator.bit_generator.state: batches, dropout
+    order: np.ndarray | None = None  # the batch order of an epoch under way; None between epochs
+    optim_config: dict[str, Any] = field(default_factory=dict)  # one update rule's config
     history: History = field(default_factory=History)
     best_val_acc: float = -1.0
     best_epoch: float = 0.0
-    best_params: Params = field(default_factory=dict)
+    best_flat: np.ndarray | None = None
     # Zero-started exponential moving sum of the parameters, updated every `average_every`
     # iterations by keeping `average_keep` of it; running_average() removes the start's bias.
-    average_params: Params = field(default_factory=dict)
+    average_flat: np.ndarray | None = None
     average_every: int = 10
     average_keep: float = 0.9
-
-    def running_average(self, current: Params) -> Params:
-        """The notes' running average of the parameters, bias-corrected as in Adam, so that
-        early in a run it is the average of the weights seen so far, not of zeros;
-        `current` stands in before the first update."""
-        updates = self.iteration // self.average_every
-        if updates == 0:
-            return current
-        scale = 1.0 / (1.0 - self.average_keep**updates)
-        return {name: avg * avg.dtype.type(scale) for name, avg in self.average_params.items()}
 
     @property
     def epoch(self) -> float:
@@ -108,3 +99,13 @@ class TrainState:
     def val_acc(self) -> float | None:
         """Validation accuracy at the last epoch end, if there was one."""
         return self.history.val_acc[-1] if self.history.val_acc else None
+
+    def running_average(self, current: np.ndarray) -> np.ndarray:
+        """The notes' running average of the parameters, bias-corrected as in Adam, so that
+        early in a run it is the average of the weights seen so far, not of zeros;
+        `current` (the model's flat parameters) stands in before the first update."""
+        updates = self.iteration // self.average_every
+        if updates == 0 or self.average_flat is None:
+            return current
+        scale = 1.0 / (1.0 - self.average_keep**updates)
+        return self.average_flat * self.average_flat.dtype.type(scale)

@@ -3,9 +3,12 @@
 `train(model, data, config)` runs until num_epochs are done, the cost explodes, or
 should_stop() says so, and returns the TrainState: an exploding run is an outcome with
 a status, not an exception. Given the same seed and dtype a run is bit-for-bit repeatable,
-and a run resumed from any saved state ends exactly as the uninterrupted run does:
-the batch order of each epoch comes from a generator seeded by (seed, epoch), and dropout
-masks from one generator whose state is saved with the run.
+and a run resumed from any saved state (between epochs or within one) ends exactly as the
+uninterrupted run does: one generator draws each epoch's batch order and the dropout masks,
+and its state and the order of the epoch under way are saved with the run.
+
+The update rule, the running average and the best-parameter copy each act on the model's one
+flat parameter array (see core.model), so they cost one NumPy call per step, not one per layer.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import numpy as np
 
 from core.config import TrainConfig
 from core.data import Dataset
-from core.model import FullyConnectedNet, Params
+from core.model import FullyConnectedNet
 from core.optim import RULE_HYPERPARAMETERS, UPDATE_RULES, UpdateRule
 from core.schedules import lr_at
 from core.state import Explosion, TrainState, TrainStatus
 
 # Diagnostics that need a pass over every parameter are sampled, not computed every
-# iteration: on small nets a full pass per iteration would cost more than the step.
-RATIO_EVERY = 10  # iterations between update:weight ratio samples
+# iteration: on small nets a full pass per iteration costs a large share of the step.
+RATIO_EVERY = 10  # iterations between update:weight ratio samples (and >= 1 per epoch)
 AVERAGE_EVERY = 10  # iterations between running-average updates (decay compounded to match)
 # Train accuracy is measured on this many evenly spread training examples.
 TRAIN_ACC_SAMPLES = 1000
@@ -41,18 +44,16 @@ def iterations_per_epoch(num_train: int, batch_size: int) -> int:
 
 
 def new_state(config: TrainConfig, model: FullyConnectedNet, num_train: int) -> TrainState:
-    """The state of a run that has not started: fresh optimizer state, average = init params."""
+    """The state of a run that has not started."""
     per_epoch = iterations_per_epoch(num_train, config.batch_size)
-    rule_keys = RULE_HYPERPARAMETERS[config.update]
-    hyper = {key: getattr(config, key) for key in rule_keys}
     return TrainState(
         config=config,
         iterations_per_epoch=per_epoch,
         total_iterations=max(1, round(config.num_epochs * per_epoch)),
         rng_state=dict(np.random.default_rng([config.seed, 1]).bit_generator.state),
-        optim_configs={name: dict(hyper) for name in model.params},
-        best_params=model.copy_params(),
-        average_params={name: np.zeros_like(p) for name, p in model.params.items()},
+        optim_config={key: getattr(config, key) for key in RULE_HYPERPARAMETERS[config.update]},
+        best_flat=model.flat.copy(),
+        average_flat=np.zeros_like(model.flat),
         average_every=AVERAGE_EVERY,
         average_keep=config.average_decay**AVERAGE_EVERY,
     )
@@ -62,10 +63,6 @@ def build_model(config: TrainConfig, data: Dataset) -> FullyConnectedNet:
     """The model a run with this config starts from (weights drawn from the run's seed)."""
     rng = np.random.default_rng([config.seed, 0])
     return FullyConnectedNet.from_config(config, data.input_dim, data.num_classes, rng)
-
-
-def _batch_order(seed: int, epoch_index: int, num_train: int) -> np.ndarray:
-    return np.random.default_rng([seed, 2, epoch_index]).permutation(num_train)
 
 
 def train(
@@ -95,28 +92,33 @@ def train(
     if state.rng_state is not None:
         rng.bit_generator.state = state.rng_state
     rule = UPDATE_RULES[config.update]
-    params, configs, history = model.params, state.optim_configs, state.history
-    threshold = (
-        math.inf if state.initial_cost is None else config.explode_factor * state.initial_cost
-    )
-    ratio_sums: dict[str, float] = {}
-    ratio_counts: dict[str, int] = {}
+    history, optim_config = state.history, state.optim_config
+    initial = state.initial_cost
+    threshold = math.inf if initial is None else config.explode_factor * initial
+    ratios = _RatioSampler(model)
+    probe = train_probe(data)
     progress_every = max(1, per_epoch // PROGRESS_TICKS)
-    epoch_costs: list[float] = []
-    start = state.iteration
-    order = _batch_order(config.seed, start // per_epoch, len(X))
+    lr = math.nan
+
+    # Step decay by whole epochs is constant within an epoch: look it up once per epoch.
+    lr_per_iteration = config.lr_schedule != "step" or not float(config.lr_step).is_integer()
+    start, order, n = state.iteration, state.order, len(X)
+    append_loss = history.loss.append
 
     for it in range(start, total):
         position = it % per_epoch
-        if position == 0 and it != start:
-            order = _batch_order(config.seed, it // per_epoch, len(X))
+        if position == 0 or it == start:
+            if order is None:
+                order = state.order = rng.permutation(n)
+            if not lr_per_iteration:
+                lr = optim_config["learning_rate"] = lr_at(it / per_epoch, config)
+        if lr_per_iteration:
+            lr = optim_config["learning_rate"] = lr_at(it / per_epoch, config)
+        assert order is not None
         rows = order[position * batch : (position + 1) * batch]
-        lr = lr_at(it / per_epoch, config)
-        for optim_config in configs.values():
-            optim_config["learning_rate"] = lr
 
-        cost, grads = model.loss(X[rows], y[rows], rng)
-        history.loss.append(cost)
+        cost, grad = model.loss_flat(X[rows], y[rows], rng)
+        append_loss(cost)
         if state.initial_cost is None:
             state.initial_cost = cost
             threshold = config.explode_factor * cost
@@ -124,23 +126,22 @@ def train(
             state.status = TrainStatus.EXPLODED
             state.explosion = Explosion(it, cost, state.initial_cost)
             break
-        epoch_costs.append(cost)
 
-        if it % RATIO_EVERY == 0:
-            _update_with_ratios(params, grads, configs, rule, ratio_sums, ratio_counts)
+        last_of_epoch = position == per_epoch - 1 or it == total - 1
+        if it % RATIO_EVERY == 0 or (last_of_epoch and not ratios.count):
+            ratios.sample(rule, grad, optim_config)
         else:
-            for name, w in params.items():
-                rule(w, grads[name], configs[name])
+            rule(model.flat, grad, optim_config)
         state.iteration = it + 1
-        if state.iteration % state.average_every == 0:
-            _update_average(state.average_params, params, state.average_keep)
+        if state.iteration % state.average_every == 0 and state.average_flat is not None:
+            _update_average(state.average_flat, model.flat, state.average_keep)
 
-        at_epoch_end = state.iteration % per_epoch == 0 or state.iteration == total
-        if at_epoch_end:
+        if last_of_epoch:
             if state.iteration == total:
                 state.status = TrainStatus.FINISHED
-            _record_epoch(model, data, state, lr, epoch_costs, ratio_sums, ratio_counts)
-            epoch_costs, ratio_sums, ratio_counts = [], {}, {}
+            state.order = order = None
+            record_epoch(model, data, probe, state, lr, ratios.means())
+            ratios = _RatioSampler(model)
             state.rng_state = dict(rng.bit_generator.state)
             if on_epoch_end is not None:
                 on_epoch_end(model, state)
@@ -154,60 +155,72 @@ def train(
     return state
 
 
-def _update_with_ratios(
-    params: Params,
-    grads: Params,
-    configs: dict[str, dict[str, Any]],
-    rule: UpdateRule,
-    ratio_sums: dict[str, float],
-    ratio_counts: dict[str, int],
-) -> None:
-    for name, w in params.items():
-        before = w.copy()
-        rule(w, grads[name], configs[name])
-        weight_norm = float(np.linalg.norm(before))
-        if weight_norm > 0:  # biases start at zero: no ratio until they move
-            before -= w
-            ratio_sums[name] = (
-                ratio_sums.get(name, 0.0) + float(np.linalg.norm(before)) / weight_norm
-            )
-            ratio_counts[name] = ratio_counts.get(name, 0) + 1
+class _RatioSampler:
+    """Sums ||update|| / ||w|| per parameter over the samples of one epoch."""
+
+    def __init__(self, model: FullyConnectedNet) -> None:
+        self.model = model
+        self.sums = np.zeros(len(model.shapes))
+        self.counts = np.zeros(len(model.shapes))
+        self.count = 0
+
+    def sample(self, rule: UpdateRule, grad: np.ndarray, config: dict[str, Any]) -> None:
+        """Apply the update (exactly as an unsampled step would) and measure it."""
+        flat, starts = self.model.flat, self.model.offsets
+        weight_sq = np.add.reduceat(np.square(flat, dtype=np.float64), starts)
+        before = flat.copy()
+        rule(flat, grad, config)
+        before -= flat  # now minus the update
+        update_sq = np.add.reduceat(np.square(before, dtype=np.float64), starts)
+        moved = weight_sq > 0  # biases start at zero: no ratio until they move
+        self.sums[moved] += np.sqrt(update_sq[moved] / weight_sq[moved])
+        self.counts[moved] += 1
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = self.sums / self.counts  # NaN where a parameter had no sample
+        return {name: float(m) for name, m in zip(self.model.shapes, means, strict=True)}
 
 
-def _update_average(average: Params, params: Params, keep: float) -> None:
-    for name, w in params.items():
-        avg = average[name]
-        avg *= avg.dtype.type(keep)
-        avg += avg.dtype.type(1 - keep) * w
+def _update_average(average: np.ndarray, flat: np.ndarray, keep: float) -> None:
+    average *= average.dtype.type(keep)
+    average += average.dtype.type(1 - keep) * flat
 
 
-def _record_epoch(
+def train_probe(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The evenly spread training examples (at most TRAIN_ACC_SAMPLES) train accuracy is
+    measured on; gathered once per run, not once per epoch."""
+    count = min(TRAIN_ACC_SAMPLES, len(data.X_train))
+    rows = np.linspace(0, len(data.X_train) - 1, count).astype(np.intp)
+    return data.X_train[rows], data.y_train[rows]
+
+
+def record_epoch(
     model: FullyConnectedNet,
     data: Dataset,
+    probe: tuple[np.ndarray, np.ndarray],
     state: TrainState,
     lr: float,
-    epoch_costs: list[float],
-    ratio_sums: dict[str, float],
-    ratio_counts: dict[str, int],
+    ratios: dict[str, float],
 ) -> None:
+    """The epoch-end evaluation: accuracies, mean cost, ratios, and the best parameters."""
     history = state.history
-    spread = np.linspace(0, len(data.X_train) - 1, min(TRAIN_ACC_SAMPLES, len(data.X_train)))
-    sample = spread.astype(np.int64)
-    train_acc = model.accuracy(data.X_train[sample], data.y_train[sample])
+    train_acc = model.accuracy(*probe)
     val_acc = model.accuracy(data.X_val, data.y_val)
-    average = state.running_average(model.params)
+    average = model.views(state.running_average(model.flat))
     average_val_acc = model.accuracy(data.X_val, data.y_val, params=average)
+    previous_end = round(history.epoch[-1] * state.iterations_per_epoch) if history.epoch else 0
+    epoch_costs = history.loss[previous_end : state.iteration]
     history.epoch.append(state.epoch)
-    history.cost.append(float(np.mean(epoch_costs)) if epoch_costs else float("nan"))
+    history.cost.append(sum(epoch_costs) / len(epoch_costs))
     history.train_acc.append(train_acc)
     history.val_acc.append(val_acc)
     history.average_val_acc.append(average_val_acc)
     history.lr.append(lr)
-    for name in model.params:
-        count = ratio_counts.get(name, 0)
-        ratio = ratio_sums[name] / count if count else float("nan")
+    for name, ratio in ratios.items():
         history.update_ratio.setdefault(name, []).append(ratio)
     if val_acc > state.best_val_acc:
         state.best_val_acc = val_acc
         state.best_epoch = state.epoch
-        state.best_params = model.copy_params()
+        state.best_flat = model.flat.copy()

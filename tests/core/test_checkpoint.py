@@ -80,11 +80,12 @@ def test_round_trip_predicts_identically_and_keeps_everything(
     assert loaded.state.history == state.history
     assert loaded.state.status is state.status
     assert loaded.state.rng_state == state.rng_state
-    assert loaded.state.optim_configs["W1"]["t"] == state.optim_configs["W1"]["t"]
-    np.testing.assert_array_equal(
-        loaded.state.optim_configs["W2"]["m"], state.optim_configs["W2"]["m"]
-    )
-    np.testing.assert_array_equal(loaded.state.best_params["b1"], state.best_params["b1"])
+    assert loaded.state.optim_config["t"] == state.optim_config["t"] == state.iteration
+    np.testing.assert_array_equal(loaded.state.optim_config["m"], state.optim_config["m"])
+    assert loaded.state.best_flat is not None and state.best_flat is not None
+    np.testing.assert_array_equal(loaded.state.best_flat, state.best_flat)
+    assert loaded.state.average_flat is not None and state.average_flat is not None
+    np.testing.assert_array_equal(loaded.state.average_flat, state.average_flat)
     assert loaded.extra == {"trial_id": 7}
 
 

@@ -110,3 +110,17 @@ def test_dropout_needs_a_generator_and_params_need_right_shapes() -> None:
         net.loss(X, y)
     with pytest.raises(ValueError, match="params.W2"):
         FullyConnectedNet(15, 5, (10,), params={"W1": np.zeros((15, 10)), "b1": np.zeros(10)})
+
+
+def test_params_are_named_views_of_one_flat_array_weights_first() -> None:
+    net = FullyConnectedNet(15, 5, (10, 7), rng=np.random.default_rng(0))
+    assert list(net.params) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    assert net.flat.size == 15 * 10 + 10 * 7 + 7 * 5 + 10 + 7 + 5
+    for name, param in net.params.items():
+        assert np.shares_memory(param, net.flat), name
+    net.flat[:] = 0.5
+    assert net.params["b3"][0] == 0.5
+    assert net.num_weights == 15 * 10 + 10 * 7 + 7 * 5
+    np.testing.assert_array_equal(net.flatten(net.params), net.flat)
+    _, grads = net.loss(*random_classification(input_dim=15))
+    assert {k: g.shape for k, g in grads.items()} == {k: p.shape for k, p in net.params.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -128,9 +130,12 @@ def test_running_average_and_best_params_are_tracked(digits: Dataset) -> None:
     model, state = run(TrainConfig(num_epochs=4), digits)
     assert len(state.history.average_val_acc) == 4
     assert state.history.average_val_acc[-1] > 0.9
-    best_acc = model.accuracy(digits.X_val, digits.y_val, params=state.best_params)
+    assert state.best_flat is not None and state.average_flat is not None
+    best_acc = model.accuracy(digits.X_val, digits.y_val, params=model.views(state.best_flat))
     assert best_acc == state.best_val_acc == max(state.history.val_acc)
-    assert not np.array_equal(state.average_params["W1"], model.params["W1"])
+    average = model.views(state.running_average(model.flat))
+    assert not np.array_equal(average["W1"], model.params["W1"])
+    assert average["W1"].shape == model.params["W1"].shape
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -185,7 +190,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(
         np.testing.assert_array_equal(checkpoint.model.params[name], whole_model.params[name])
 
 
-def test_resume_from_a_mid_epoch_state_is_exact_too() -> None:
+def test_resume_from_a_mid_epoch_checkpoint_is_exact_too(tmp_path: Path) -> None:
     data = tiny_dataset(num_train=100)
     config = TrainConfig(num_epochs=3, batch_size=10, dropout=0.3)
     whole_model, whole = run(config, data)
@@ -198,9 +203,12 @@ def test_resume_from_a_mid_epoch_state_is_exact_too() -> None:
     model, stopped = run(config, data, should_stop=stop_after_14)
     assert stopped.status is TrainStatus.STOPPED and stopped.iteration == 14
     stopped.status = TrainStatus.RUNNING
-    resumed = train(model, data, config, state=stopped)
+    assert stopped.order is not None  # the epoch under way keeps its batch order
+    path = save_checkpoint(tmp_path / "mid.npz", model, stopped)
+    checkpoint = load_checkpoint(path)
+    resumed = train(checkpoint.model, data, config, state=checkpoint.state)
     assert resumed.history.loss == whole.history.loss
-    np.testing.assert_array_equal(model.params["W2"], whole_model.params["W2"])
+    np.testing.assert_array_equal(checkpoint.model.flat, whole_model.flat)
 
 
 def test_a_finished_state_is_returned_as_is() -> None:

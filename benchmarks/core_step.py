@@ -1,0 +1,251 @@
+"""Speed of one training step of core/, against the machine's matmul limit and PyTorch CPU.
+
+    python benchmarks/core_step.py [--rounds 7] [--threads 1]
+
+Prints, for float32 and float64 and (D, H, C, batch) shapes, the examples/s of one training
+step (forward + backward + momentum update, reg on), the fraction of the machine's matmul
+limit it reaches (counting the real matrix work: 4*B*D*H for the first layer, which needs no
+input gradient, 6*B*H*C for the second), and, when torch is importable, the ratio to the same
+net in PyTorch with the same thread count, measured in the same rounds, interleaved. Then the
+trainer's own overhead over the bare step on digits. Numbers are medians over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+THREADS = "1"
+for _i, _arg in enumerate(sys.argv):
+    if _arg == "--threads" and _i + 1 < len(sys.argv):
+        THREADS = sys.argv[_i + 1]
+# BLAS reads these once, at import: set before numpy is imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = THREADS
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from core import trainer  # noqa: E402
+from core.config import TrainConfig  # noqa: E402
+from core.data import load_dataset  # noqa: E402
+from core.model import FullyConnectedNet  # noqa: E402
+from core.optim import momentum  # noqa: E402
+from core.state import History  # noqa: E402
+from core.trainer import build_model, train  # noqa: E402
+
+SHAPES = [(3072, 50, 10, 200), (3072, 500, 10, 200), (64, 100, 10, 50)]
+REG = 1e-3
+LR, MU = 1e-3, 0.9
+
+torch: Any
+try:
+    import torch
+
+    torch.set_num_threads(int(THREADS))
+except ImportError:
+    torch = None
+
+
+def matmul_limit(dtype: type, repeats: int = 5) -> float:
+    """GFLOP/s of a 2048^3 matmul: the most this machine's BLAS does with these threads."""
+    rng = np.random.default_rng(0)
+    a: np.ndarray = rng.random((2048, 2048)).astype(dtype)
+    b: np.ndarray = rng.random((2048, 2048)).astype(dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * 2048**3 / best / 1e9
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class OurStep:
+    """The trainer's step: loss and flat gradient, then one momentum update of the arena."""
+
+    def __init__(self, d: int, h: int, c: int, batch: int, dtype: str) -> None:
+        rng = np.random.default_rng(0)
+        self.model = FullyConnectedNet(d, c, (h,), reg=REG, dtype=dtype, rng=rng)
+        self.config = {"learning_rate": LR, "momentum": MU}
+        self.X = rng.standard_normal((batch, d)).astype(dtype)
+        self.y = rng.integers(0, c, batch)
+
+    def __call__(self) -> None:
+        _, grad = self.model.loss_flat(self.X, self.y)
+        momentum(self.model.flat, grad, self.config)
+
+
+class TorchStep:
+    def __init__(self, d: int, h: int, c: int, batch: int, dtype: str) -> None:
+        assert torch is not None
+        torch_dtype = torch.float32 if dtype == "float32" else torch.float64
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(d, h), torch.nn.ReLU(), torch.nn.Linear(h, c)
+        ).to(torch_dtype)
+        weights = [p for n, p in self.net.named_parameters() if n.endswith("weight")]
+        biases = [p for n, p in self.net.named_parameters() if n.endswith("bias")]
+        # weight_decay 2*reg on weights only == the gradient of reg * sum(W**2).
+        groups: list[dict[str, Any]] = [
+            {"params": weights, "weight_decay": 2 * REG},
+            {"params": biases},
+        ]
+        self.opt = torch.optim.SGD(groups, lr=LR, momentum=MU)
+        self.X = torch.randn(batch, d, dtype=torch_dtype)
+        self.y = torch.randint(0, c, (batch,))
+        self.loss = torch.nn.CrossEntropyLoss()
+
+    def __call__(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(self.net(self.X), self.y).backward()
+        self.opt.step()
+
+
+def per_step(step: Callable[[], None], steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def bench_shape(shape: tuple[int, int, int, int], dtype: str, rounds: int) -> dict[str, Any]:
+    """Medians over rounds; each round times the limit, our step and torch's back to back,
+    because this machine's speed drifts by 20-30% between minutes."""
+    d, h, c, batch = shape
+    np_dtype = np.float32 if dtype == "float32" else np.float64
+    flops = 4 * batch * d * h + 6 * batch * h * c
+    limit = matmul_limit(np_dtype)
+    steps = max(5, int(0.25 / max(flops / (limit * 1e9), 1e-6)))  # ~0.25 s per timing
+    ours = OurStep(*shape, dtype=dtype)
+    theirs = TorchStep(*shape, dtype=dtype) if torch is not None else None
+    per_step(ours, steps)
+    if theirs is not None:
+        per_step(theirs, steps)
+    limits, our_times, fractions, ratios = [], [], [], []
+    for _ in range(rounds):
+        limit = matmul_limit(np_dtype, repeats=2)
+        t_ours = per_step(ours, steps)
+        limits.append(limit)
+        our_times.append(t_ours)
+        fractions.append(flops / t_ours / 1e9 / limit)
+        if theirs is not None:
+            ratios.append(per_step(theirs, steps) / t_ours)
+    t = float(np.median(our_times))
+    return {
+        "limit": float(np.median(limits)),
+        "examples_per_s": batch / t,
+        "ms_per_step": t * 1e3,
+        "fraction": float(np.median(fractions)),
+        "vs_torch": float(np.median(ratios)) if ratios else None,
+    }
+
+
+def trainer_overhead(rounds: int) -> dict[str, float]:
+    """Per epoch on digits: train, bare-step, shuffled bare-step and evaluation ms, and the
+    trainer's overhead over the bare step. The overhead is a small difference of larger times,
+    and noise on this machine only ever adds time, so each part is its fastest round (min).
+
+    Bare steps are the trainer's own step (loss_flat + one update of the arena) on batches
+    sliced in advance; the evaluation is the trainer's own record_epoch, timed on a copy.
+    """
+    data = load_dataset("digits")
+    config = TrainConfig(num_epochs=20)
+    epochs = int(config.num_epochs)
+    model = build_model(config, data)
+    batch = config.batch_size
+    per_epoch = len(data.X_train) // batch
+    batches = [
+        (data.X_train[i * batch : (i + 1) * batch], data.y_train[i * batch : (i + 1) * batch])
+        for i in range(per_epoch)
+    ]
+    optim_config = {"learning_rate": 1e-3, "momentum": MU}
+
+    def bare_epochs() -> None:
+        for _ in range(epochs):
+            for X, y in batches:
+                _, grad = model.loss_flat(X, y)
+                momentum(model.flat, grad, optim_config)
+
+    def shuffled_bare_epochs() -> None:
+        # The bare step plus only the batch sampling every real trainer does: a new order
+        # each epoch, rows gathered per step (new data each step, not 12 cache-hot batches).
+        rng = np.random.default_rng(0)
+        for _ in range(epochs):
+            order = rng.permutation(len(data.X_train))
+            for i in range(per_epoch):
+                rows = order[i * batch : (i + 1) * batch]
+                _, grad = model.loss_flat(data.X_train[rows], data.y_train[rows])
+                momentum(model.flat, grad, optim_config)
+
+    ratios = {name: 1e-3 for name in model.shapes}
+    probe = trainer.train_probe(data)
+    scratch = trainer.new_state(config, model, len(data.X_train))
+    scratch.iteration = per_epoch
+    costs = [2.0] * per_epoch
+
+    def evaluation() -> None:
+        for _ in range(epochs):
+            scratch.history = History(loss=costs)
+            trainer.record_epoch(model, data, probe, scratch, 1e-3, ratios)
+
+    times: dict[str, list[float]] = {"train": [], "bare": [], "shuffled": [], "eval": []}
+    for _ in range(3 * rounds):
+        times["train"].append(_timed(partial(train, build_model(config, data), data, config)))
+        times["bare"].append(_timed(bare_epochs))
+        times["shuffled"].append(_timed(shuffled_bare_epochs))
+        times["eval"].append(_timed(evaluation))
+    t = {name: min(values) for name, values in times.items()}
+    return {
+        **{f"{name}_ms": value / epochs * 1e3 for name, value in t.items()},
+        "without_eval": (t["train"] - t["eval"] - t["bare"]) / t["bare"],
+        "sampling": (t["shuffled"] - t["bare"]) / t["bare"],
+        "with_eval": (t["train"] - t["bare"]) / t["bare"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", default=THREADS, help="BLAS and torch threads (default 1)")
+    args = parser.parse_args()
+    torch_note = f"torch {torch.__version__}" if torch is not None else "torch not installed"
+    print(f"numpy {np.__version__}, {torch_note}, {THREADS} thread(s), {args.rounds} rounds")
+    print()
+    header = (
+        "| dtype | (D, H, C, batch) | limit GFLOP/s | examples/s | ms/step | % of limit "
+        "| x PyTorch |"
+    )
+    print(header)
+    print("|" + "---|" * 7)
+    for dtype in ("float32", "float64"):
+        for shape in SHAPES:
+            r = bench_shape(shape, dtype, args.rounds)
+            vs = f"{r['vs_torch']:.2f}" if r["vs_torch"] is not None else "n/a"
+            print(
+                f"| {dtype} | {shape} | {r['limit']:.1f} | {r['examples_per_s']:,.0f} | "
+                f"{r['ms_per_step']:.3f} | {100 * r['fraction']:.1f}% | {vs} |",
+                flush=True,
+            )
+    train_ms, bare_ms, eval_ms, without_eval, with_eval = trainer_overhead(args.rounds)
+    print()
+    print("Trainer overhead on digits (default config, 20 epochs, 12 steps/epoch):")
+    print(
+        f"  train(): {train_ms:.3f} ms/epoch; bare steps: {bare_ms:.3f} ms/epoch; "
+        f"epoch-end evaluation (3 accuracies, 2000 rows): {eval_ms:.3f} ms/epoch"
+    )
+    print(
+        f"  overhead without evaluation: {100 * without_eval:.1f}%; "
+        f"with evaluation: {100 * with_eval:.1f}%"
+    )
+
+
+if __name__ == "__main__":
+    main()
