@@ -116,17 +116,23 @@ def per_step(step: Callable[[], None], steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def bench_shape(shape: tuple[int, int, int, int], dtype: str, rounds: int) -> dict[str, Any]:
+def calibrated_steps(step: Callable[[], None], seconds: float) -> int:
+    """How many steps take about `seconds` (after a warm-up)."""
+    per_step(step, 3)
+    return max(3, int(seconds / per_step(step, 5)))
+
+
+def bench_shape(
+    shape: tuple[int, int, int, int], dtype: str, rounds: int, seconds: float = 0.25
+) -> dict[str, Any]:
     """Medians over rounds; each round times the limit, our step and torch's back to back,
     because this machine's speed drifts by 20-30% between minutes."""
     d, h, c, batch = shape
     np_dtype = np.float32 if dtype == "float32" else np.float64
     flops = 4 * batch * d * h + 6 * batch * h * c
-    limit = matmul_limit(np_dtype)
-    steps = max(5, int(0.25 / max(flops / (limit * 1e9), 1e-6)))  # ~0.25 s per timing
     ours = OurStep(*shape, dtype=dtype)
     theirs = TorchStep(*shape, dtype=dtype) if torch is not None else None
-    per_step(ours, steps)
+    steps = calibrated_steps(ours, seconds)
     if theirs is not None:
         per_step(theirs, steps)
     limits, our_times, fractions, ratios = [], [], [], []
@@ -234,16 +240,19 @@ def main() -> None:
                 f"{r['ms_per_step']:.3f} | {100 * r['fraction']:.1f}% | {vs} |",
                 flush=True,
             )
-    train_ms, bare_ms, eval_ms, without_eval, with_eval = trainer_overhead(args.rounds)
     print()
-    print("Trainer overhead on digits (default config, 20 epochs, 12 steps/epoch):")
-    print(
-        f"  train(): {train_ms:.3f} ms/epoch; bare steps: {bare_ms:.3f} ms/epoch; "
-        f"epoch-end evaluation (3 accuracies, 2000 rows): {eval_ms:.3f} ms/epoch"
-    )
-    print(
-        f"  overhead without evaluation: {100 * without_eval:.1f}%; "
-        f"with evaluation: {100 * with_eval:.1f}%"
+    print(overhead_report(trainer_overhead(args.rounds)))
+
+
+def overhead_report(o: dict[str, float]) -> str:
+    return (
+        "Trainer overhead on digits (default config, 20 epochs, 12 steps/epoch), ms/epoch:\n"
+        f"  train() {o['train_ms']:.3f}; bare steps on 12 fixed batches {o['bare_ms']:.3f}; "
+        f"bare steps on shuffled batches {o['shuffled_ms']:.3f}; "
+        f"epoch-end evaluation (3 accuracies, 2000 rows) {o['eval_ms']:.3f}\n"
+        f"  overhead over the bare step, without evaluation: {100 * o['without_eval']:.1f}% "
+        f"(of which batch sampling {100 * o['sampling']:.1f}%); "
+        f"with evaluation: {100 * o['with_eval']:.1f}%"
     )
 
 
