@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from core.checkpoint import CheckpointError, checkpoint_name, save_checkpoint
 from core.config import TrainConfig
 from core.data import DatasetError, load_dataset
@@ -207,7 +205,7 @@ def _result(
         else {
             "iteration": explosion.iteration,
             "cost": _finite(explosion.cost),
-            "initial_cost": explosion.initial_cost,
+            "initial_cost": _finite(explosion.initial_cost),
             "ratio": _finite(explosion.ratio),
         },
         "seconds": round(seconds, 3),
@@ -220,9 +218,10 @@ def _print_summary(result: dict[str, Any], out: TextIO) -> None:
     if result["status"] == "exploded":
         e = result["explosion"]
         cost = "inf/nan" if e["cost"] is None else f"{e['cost']:.4g}"
+        first = "inf/nan" if e["initial_cost"] is None else f"{e['initial_cost']:.4f}"
         print(
             f"Exploded at iteration {e['iteration']}: cost {cost} > "
-            f"{result['config']['explode_factor']:g} x initial cost {e['initial_cost']:.4f}",
+            f"{result['config']['explode_factor']:g} x initial cost {first}",
             file=out,
         )
     else:
@@ -290,6 +289,3 @@ def _print_check_tables(report: GradCheckReport, sanity: list[Any]) -> None:
     print("Sanity checks:")
     for s in sanity:
         print(f"  {'pass' if s.passed else 'FAIL'}  {s.name}: {s.measured} (expected {s.expected})")
-
-
-__all__ = ["register", "run_train", "run_check", "np"]

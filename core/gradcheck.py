@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from core.model import FullyConnectedNet
 
+T = TypeVar("T")
 TINY = 1e-12
 REG_STEP = 1e-3
 GOOD, OKAY, UNCOMFORTABLE, WRONG = "good", "okay", "uncomfortable", "wrong"
@@ -38,24 +40,34 @@ def verdict(error: float) -> str:
     return GOOD
 
 
+def _on_both_sides(
+    f: Callable[[], T], x: np.ndarray, index: tuple[int, ...], h: float
+) -> tuple[T, T]:
+    """f() with x[index] moved by +h, then by -h; x is restored even if f raises."""
+    old = x[index]
+    try:
+        x[index] = old + h
+        plus = f()
+        x[index] = old - h
+        minus = f()
+    finally:
+        x[index] = old
+    return plus, minus
+
+
 def centered_difference(
     f: Callable[[], float], x: np.ndarray, index: tuple[int, ...], h: float
-) -> tuple[float, float, float]:
-    """(f(x+h) - f(x-h)) / 2h at one coordinate of x, which f reads; x is restored after."""
-    old = x[index]
-    x[index] = old + h
-    plus = f()
-    x[index] = old - h
-    minus = f()
-    x[index] = old
-    return (plus - minus) / (2 * h), plus, minus
+) -> float:
+    """(f(x+h) - f(x-h)) / 2h at one coordinate of x, which f reads."""
+    plus, minus = _on_both_sides(f, x, index, h)
+    return (plus - minus) / (2 * h)
 
 
 def array_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """The numerical gradient of f at every coordinate of x (for small arrays: layer tests)."""
     grad = np.zeros_like(x)
     for index in np.ndindex(*x.shape):
-        grad[index] = centered_difference(f, x, index, h)[0]
+        grad[index] = centered_difference(f, x, index, h)
     return grad
 
 
@@ -170,7 +182,7 @@ def _check_array(
         if kinks is not None and _crosses_kink(kinks, param, index, h):
             crossed += 1
             continue
-        numerical = centered_difference(f, param, index, h)[0]
+        numerical = centered_difference(f, param, index, h)
         error = relative_error(float(analytic[index]), numerical)
         if error >= worst:
             worst, worst_index = error, index
@@ -180,10 +192,5 @@ def _check_array(
 def _crosses_kink(
     kinks: Callable[[], list[np.ndarray]], param: np.ndarray, index: tuple[int, ...], h: float
 ) -> bool:
-    old = param[index]
-    param[index] = old + h
-    above = kinks()
-    param[index] = old - h
-    below = kinks()
-    param[index] = old
+    above, below = _on_both_sides(kinks, param, index, h)
     return any(not np.array_equal(a, b) for a, b in zip(above, below, strict=True))

@@ -64,11 +64,15 @@ def affine_relu_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np
 
 
 def affine_relu_backward(
-    dout: np.ndarray, cache: Cache, need_dx: bool = True
+    dout: np.ndarray,
+    cache: Cache,
+    need_dx: bool = True,
+    dw_out: np.ndarray | None = None,
+    db_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """Backward of affine_relu_forward; dout is not modified."""
+    """Backward of affine_relu_forward (dout is not modified); outputs as in affine_backward."""
     affine_cache, out = cache
-    return affine_backward(relu_backward(dout, out), affine_cache, need_dx)
+    return affine_backward(relu_backward(dout, out), affine_cache, need_dx, dw_out, db_out)
 
 
 def dropout_forward(x: np.ndarray, p: float, rng: np.random.Generator) -> tuple[np.ndarray, Cache]:

@@ -197,18 +197,18 @@ class FullyConnectedNet:
         data_loss, dout = self.data_loss(scores, y)
         flat_grad = np.empty_like(self.flat)
         grads = self.views(flat_grad)
-        dh: np.ndarray | None = dout
-        for i in range(self.num_layers, 0, -1):
-            affine_cache, drop_cache = caches[i - 1]
-            assert dh is not None
-            if i < self.num_layers:
-                if drop_cache is not None:
-                    dh = layers.dropout_backward(dh, drop_cache)
-                dh = layers.relu_backward(dh, affine_cache[1])
-                affine_cache = affine_cache[0]
-            dh = layers.affine_backward(
-                dh, affine_cache, need_dx=i > 1, dw_out=grads[f"W{i}"], db_out=grads[f"b{i}"]
-            )[0]
+        last = self.num_layers
+        dh = layers.affine_backward(
+            dout, caches[-1][0], last > 1, grads[f"W{last}"], grads[f"b{last}"]
+        )[0]
+        for i in range(last - 1, 0, -1):
+            relu_cache, drop_cache = caches[i - 1]
+            assert dh is not None  # only the first layer skips its input gradient
+            if drop_cache is not None:
+                dh = layers.dropout_backward(dh, drop_cache)
+            dh = layers.affine_relu_backward(dh, relu_cache, i > 1, grads[f"W{i}"], grads[f"b{i}"])[
+                0
+            ]
         if self.reg:
             weights = slice(0, self.num_weights)
             flat_grad[weights] += self.dtype.type(2 * self.reg) * self.flat[weights]
@@ -228,6 +228,3 @@ class FullyConnectedNet:
         if self.loss_name == "svm":
             pattern.append(layers.svm_margins(scores, y) > 0)
         return pattern
-
-    def copy_params(self) -> Params:
-        return self.views(self.flat.copy())

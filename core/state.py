@@ -95,11 +95,6 @@ class TrainState:
         """Epochs completed, fractional within an epoch."""
         return self.iteration / self.iterations_per_epoch
 
-    @property
-    def val_acc(self) -> float | None:
-        """Validation accuracy at the last epoch end, if there was one."""
-        return self.history.val_acc[-1] if self.history.val_acc else None
-
     def running_average(self, current: np.ndarray) -> np.ndarray:
         """The notes' running average of the parameters, bias-corrected as in Adam, so that
         early in a run it is the average of the weights seen so far, not of zeros;

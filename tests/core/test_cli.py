@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from core.checkpoint import parse_checkpoint_name
@@ -20,6 +22,15 @@ EPOCH_LINE = re.compile(
     r"^Finished epoch \d+ / \d+: cost \d+\.\d{6}, train: [01]\.\d{6}, val [01]\.\d{6}, "
     r"lr \d\.\d{6}e[+-]\d\d$"
 )
+
+
+def strict_json(text: str) -> Any:
+    """json.loads, but NaN and Infinity (which Python accepts and JSON forbids) are errors."""
+
+    def reject(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=reject)
 
 
 def hpsearch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -67,7 +78,7 @@ def test_train_json_is_one_object_on_stdout() -> None:
 def test_an_exploding_run_exits_3_with_its_iteration_and_cost() -> None:
     result = hpsearch("train", "--learning-rate", "1e6", "--json")
     assert result.returncode == 3
-    report = json.loads(result.stdout)
+    report = strict_json(result.stdout)
     assert report["status"] == "exploded"
     assert report["explosion"]["iteration"] < 13
     assert report["explosion"]["ratio"] is None or report["explosion"]["ratio"] > 3
@@ -131,3 +142,17 @@ def test_progress_bar_is_drawn_on_a_terminal() -> None:
         drawn += chunk
     assert process.wait(timeout=60) == 0
     assert re.search(rb"\r\[#+\.*\] iteration \d+/129", drawn), drawn[:200]
+
+
+def test_a_non_finite_first_cost_still_gives_valid_json(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.npz"
+    X = np.full((40, 4), 3e38)
+    X[::2] *= -1  # near float32's maximum: the first forward pass overflows to inf/NaN
+    np.savez(huge, X_train=X, y_train=np.arange(40) % 2, X_val=X[:10], y_val=np.arange(10) % 2)
+    result = hpsearch("train", "--dataset", f"npz:{huge}", "--json")
+    assert result.returncode == 3, result.stderr
+    report = strict_json(result.stdout)
+    assert report["explosion"]["iteration"] == 0
+    assert report["explosion"]["initial_cost"] is None
+    text = hpsearch("train", "--dataset", f"npz:{huge}")
+    assert text.returncode == 3 and "Exploded at iteration 0" in text.stdout
