@@ -1,0 +1,146 @@
+"""The sweep spec a user submits, and its validation.
+
+A sweep names a dataset, the hyperparameters every trial shares (`model` and `fixed`), the
+search space (`space`: a distribution per hyperparameter; it overrides `fixed` where both name
+one), and stages from coarse to fine. Every hyperparameter must be one core/ understands
+(a TrainConfig field), every fixed value and both bounds of every range must be values a
+trial can train with, and the stages must fit the configured maximum of trials. Problems are
+reported as "field.path: what is wrong", one per problem.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.config import ConfigError, TrainConfig
+from master.space import Choice, Distribution
+
+DEFAULT_MAX_TRIALS = 10_000
+# Set by the stages and the sweep itself, not per trial.
+NOT_HYPERPARAMETERS = ("num_epochs", "explode_factor", "seed")
+HYPERPARAMETERS = tuple(n for n in TrainConfig.field_names() if n not in NOT_HYPERPARAMETERS)
+DATASET_PATTERN = re.compile(r"^(digits|npz:.+|cifar10:.+)$")
+
+
+class StageSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trials: int = Field(ge=1, description="trials sampled for this stage")
+    epochs: float = Field(gt=0, description="epochs each trial trains (fractions allowed)")
+    keep_top: int | None = Field(
+        default=None, ge=1, description="best trials of the previous stage to narrow around"
+    )
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    dataset: str = Field(default="digits", description="digits, npz:PATH or cifar10:DIR")
+    model: dict[str, Any] = Field(default_factory=dict)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Distribution] = Field(default_factory=dict)
+    stages: list[StageSpec] = Field(min_length=1)
+    explode_factor: float = Field(default=3.0, gt=1)
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_names_and_values(self) -> SweepSpec:
+        problems: list[str] = []
+        if not DATASET_PATTERN.match(self.dataset):
+            problems.append("dataset: must be 'digits', 'npz:PATH' or 'cifar10:DIR'")
+        for section in ("model", "fixed", "space"):
+            for name in getattr(self, section):
+                if name not in HYPERPARAMETERS:
+                    problems.append(f"{section}.{name}: unknown hyperparameter")
+        if problems:
+            raise ValueError("; ".join(problems))
+        base = {**self.model, **self.fixed}
+        try:
+            TrainConfig.from_dict(base)
+        except ConfigError as exc:
+            problems += [_in_section(base, self.model, p) for p in str(exc).split("; ")]
+            raise ValueError("; ".join(problems)) from None
+        for name, dist in self.space.items():
+            for bound, value in _bounds(dist):
+                try:
+                    TrainConfig.from_dict({**base, name: value})
+                except ConfigError as exc:
+                    # Only the problem about this hyperparameter (the base is valid).
+                    reason = str(exc).removeprefix(f"{name}: ").split("; ")[0]
+                    problems.append(f"space.{name}.{bound}: {reason}")
+        for k, stage in enumerate(self.stages):
+            if k == 0 and stage.keep_top is not None:
+                problems.append("stages.0.keep_top: the first stage has no previous stage")
+            if k > 0 and stage.keep_top is not None and stage.keep_top > self.stages[k - 1].trials:
+                problems.append(
+                    f"stages.{k}.keep_top: {stage.keep_top} is more than the "
+                    f"{self.stages[k - 1].trials} trials of stage {k - 1}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def total_trials(self) -> int:
+        return sum(stage.trials for stage in self.stages)
+
+    def base_hyperparameters(self) -> dict[str, Any]:
+        """What every trial shares before the space is sampled."""
+        return {**self.model, **self.fixed}
+
+
+class SpecError(ValueError):
+    """A sweep spec is invalid; `problems` holds one "field.path: what is wrong" each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_sweep_spec(data: Any, max_trials: int = DEFAULT_MAX_TRIALS) -> SweepSpec:
+    """Validate plain JSON-able data as a sweep spec, or raise SpecError naming every problem."""
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(describe_errors(exc)) from None
+    if spec.total_trials > max_trials:
+        raise SpecError(
+            [f"stages: {spec.total_trials} trials in all, more than the maximum of {max_trials}"]
+        )
+    return spec
+
+
+_DIST_TAGS = {"loguniform", "uniform", "int", "logint", "choice"}
+_FIELD_PREFIX = re.compile(r"^(\w+(?:\.\w+)*): (.*)$")
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """Pydantic's errors as "field.path: problem" lines (our own checks may name several)."""
+    lines: list[str] = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        if len(loc) >= 3 and loc[0] == "space" and loc[2] in _DIST_TAGS:
+            del loc[2]  # the union's tag is not a field the user wrote
+        message = error["msg"].removeprefix("Value error, ")
+        for part in message.split("; "):
+            match = _FIELD_PREFIX.match(part)
+            path, text = (loc + [match[1]], match[2]) if match else (loc, part)
+            lines.append(f"{'.'.join(path) or 'body'}: {text}")
+    return lines
+
+
+def _bounds(dist: Any) -> list[tuple[str, Any]]:
+    if isinstance(dist, Choice):
+        return [(f"values.{i}", v) for i, v in enumerate(dist.values)]
+    return [("low", dist.low), ("high", dist.high)]
+
+
+def _in_section(base: dict[str, Any], model: dict[str, Any], problem: str) -> str:
+    """Prefix a TrainConfig problem ("name: ...") with the section the user wrote it in."""
+    name = problem.split(":", 1)[0]
+    section = "fixed" if name in base and name not in model else "model"
+    return f"{section}.{problem}"
