@@ -52,23 +52,27 @@ class Dataset:
         return int(self.X_train.shape[1])
 
 
+def parse_dataset_spec(spec: str) -> tuple[str, str]:
+    """(kind, location) of a spec string, e.g. ("npz", "data.npz"), without reading any file."""
+    kind, _, location = spec.partition(":")
+    if (kind == "digits" and not location) or (kind in ("npz", "cifar10") and location):
+        return kind, location
+    raise DatasetError(f"dataset {spec!r}: unknown spec; use 'digits', 'npz:PATH' or 'cifar10:DIR'")
+
+
 def load_dataset(spec: str, *, dtype: str = "float32", num_val: int | None = None) -> Dataset:
     """Load the dataset a spec string names; see the module docstring for the specs."""
     if dtype not in ("float32", "float64"):
         raise DatasetError(f"dtype: must be float32 or float64, got {dtype!r}")
-    kind, _, location = spec.partition(":")
-    if kind == "digits" and not location:
+    kind, location = parse_dataset_spec(spec)
+    if kind == "digits":
         raw = _load_digits(num_val if num_val is not None else DIGITS_NUM_VAL)
-    elif kind == "npz" and location:
+    elif kind == "npz":
         if num_val is not None:
             raise DatasetError(f"{spec}: num_val does not apply, the file holds its own X_val")
         raw = _load_npz(Path(location))
-    elif kind == "cifar10" and location:
-        raw = _load_cifar10(Path(location), num_val if num_val is not None else CIFAR10_NUM_VAL)
     else:
-        raise DatasetError(
-            f"dataset {spec!r}: unknown spec; use 'digits', 'npz:PATH' or 'cifar10:DIR'"
-        )
+        raw = _load_cifar10(Path(location), num_val if num_val is not None else CIFAR10_NUM_VAL)
     return _preprocess(spec, raw, np.dtype(dtype))
 
 

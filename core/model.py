@@ -66,6 +66,11 @@ class FullyConnectedNet:
         self.shapes: dict[str, tuple[int, ...]] = dict(shapes)
         sizes = [math.prod(shape) for _, shape in shapes]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        # Where each parameter sits in a flat array: views() runs twice per training step.
+        self._layout = [
+            (name, slice(int(start), int(start) + size), shape)
+            for (name, shape), start, size in zip(shapes, self.offsets, sizes, strict=True)
+        ]
         self.num_weights = sum(sizes[: len(dims) - 1])  # weights come first: reg is one slice
         self.size = sum(sizes)
         self.flat = np.zeros(self.size, dtype=self.dtype)
@@ -82,10 +87,7 @@ class FullyConnectedNet:
 
     def views(self, flat: np.ndarray) -> Params:
         """Name the parts of any array laid out like `self.flat` (no copies)."""
-        named: Params = {}
-        for (name, shape), start in zip(self.shapes.items(), self.offsets, strict=True):
-            named[name] = flat[start : start + math.prod(shape)].reshape(shape)
-        return named
+        return {name: flat[where].reshape(shape) for name, where, shape in self._layout}
 
     def flatten(self, params: Params) -> np.ndarray:
         """A new flat array holding `params` (which must have every name, in its shape)."""
@@ -198,17 +200,15 @@ class FullyConnectedNet:
         flat_grad = np.empty_like(self.flat)
         grads = self.views(flat_grad)
         last = self.num_layers
-        dh = layers.affine_backward(
-            dout, caches[-1][0], last > 1, grads[f"W{last}"], grads[f"b{last}"]
-        )[0]
+        dW, db = grads[f"W{last}"], grads[f"b{last}"]
+        dh, _, _ = layers.affine_backward(dout, caches[-1][0], last > 1, dW, db)
         for i in range(last - 1, 0, -1):
             relu_cache, drop_cache = caches[i - 1]
             assert dh is not None  # only the first layer skips its input gradient
             if drop_cache is not None:
                 dh = layers.dropout_backward(dh, drop_cache)
-            dh = layers.affine_relu_backward(dh, relu_cache, i > 1, grads[f"W{i}"], grads[f"b{i}"])[
-                0
-            ]
+            dW, db = grads[f"W{i}"], grads[f"b{i}"]
+            dh, _, _ = layers.affine_relu_backward(dh, relu_cache, i > 1, dW, db)
         if self.reg:
             weights = slice(0, self.num_weights)
             flat_grad[weights] += self.dtype.type(2 * self.reg) * self.flat[weights]

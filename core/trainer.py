@@ -98,23 +98,16 @@ def train(
     ratios = _RatioSampler(model)
     probe = train_probe(data)
     progress_every = max(1, per_epoch // PROGRESS_TICKS)
-    lr = math.nan
+    lr = math.nan  # until the first iteration sets it
 
-    # Step decay by whole epochs is constant within an epoch: look it up once per epoch.
-    lr_per_iteration = config.lr_schedule != "step" or not float(config.lr_step).is_integer()
     start, order, n = state.iteration, state.order, len(X)
     append_loss = history.loss.append
 
     for it in range(start, total):
         position = it % per_epoch
-        if position == 0 or it == start:
-            if order is None:
-                order = state.order = rng.permutation(n)
-            if not lr_per_iteration:
-                lr = optim_config["learning_rate"] = lr_at(it / per_epoch, config)
-        if lr_per_iteration:
-            lr = optim_config["learning_rate"] = lr_at(it / per_epoch, config)
-        assert order is not None
+        if order is None:
+            order = state.order = rng.permutation(n)
+        lr = optim_config["learning_rate"] = lr_at(it / per_epoch, config)
         rows = order[position * batch : (position + 1) * batch]
 
         cost, grad = model.loss_flat(X[rows], y[rows], rng)

@@ -103,6 +103,10 @@ class Choice(BaseModel):
 
 
 NumericRange = LogUniform | Uniform | IntRange | LogIntRange
+DIST_TAGS = frozenset(
+    kind.model_fields["dist"].default
+    for kind in (LogUniform, Uniform, IntRange, LogIntRange, Choice)
+)
 Space = dict[str, NumericRange | Choice]  # a search space: one distribution per hyperparameter
 Distribution = Annotated[
     LogUniform | Uniform | IntRange | LogIntRange | Choice, Field(discriminator="dist")

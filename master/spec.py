@@ -16,13 +16,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.config import ConfigError, TrainConfig
-from master.space import Choice, Distribution
+from core.data import DatasetError, parse_dataset_spec
+from master.space import DIST_TAGS, Choice, Distribution
 
 DEFAULT_MAX_TRIALS = 10_000
 # Set by the stages and the sweep itself, not per trial.
 NOT_HYPERPARAMETERS = ("num_epochs", "explode_factor", "seed")
 HYPERPARAMETERS = tuple(n for n in TrainConfig.field_names() if n not in NOT_HYPERPARAMETERS)
-DATASET_PATTERN = re.compile(r"^(digits|npz:.+|cifar10:.+)$")
 
 
 class StageSpec(BaseModel):
@@ -50,7 +50,9 @@ class SweepSpec(BaseModel):
     @model_validator(mode="after")
     def _check_names_and_values(self) -> SweepSpec:
         problems: list[str] = []
-        if not DATASET_PATTERN.match(self.dataset):
+        try:
+            parse_dataset_spec(self.dataset)
+        except DatasetError:
             problems.append("dataset: must be 'digits', 'npz:PATH' or 'cifar10:DIR'")
         for section in ("model", "fixed", "space"):
             for name in getattr(self, section):
@@ -114,7 +116,6 @@ def parse_sweep_spec(data: Any, max_trials: int = DEFAULT_MAX_TRIALS) -> SweepSp
     return spec
 
 
-_DIST_TAGS = {"loguniform", "uniform", "int", "logint", "choice"}
 _FIELD_PREFIX = re.compile(r"^(\w+(?:\.\w+)*): (.*)$")
 
 
@@ -123,7 +124,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
     lines: list[str] = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
-        if len(loc) >= 3 and loc[0] == "space" and loc[2] in _DIST_TAGS:
+        if len(loc) >= 3 and loc[0] == "space" and loc[2] in DIST_TAGS:
             del loc[2]  # the union's tag is not a field the user wrote
         message = error["msg"].removeprefix("Value error, ")
         for part in message.split("; "):
