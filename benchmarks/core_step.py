@@ -42,13 +42,13 @@ SHAPES = [(3072, 50, 10, 200), (3072, 500, 10, 200), (64, 100, 10, 50)]
 REG = 1e-3
 LR, MU = 1e-3, 0.9
 
-torch: Any
 try:
-    import torch
+    import torch as _torch
 
-    torch.set_num_threads(int(THREADS))
+    _torch.set_num_threads(int(THREADS))
 except ImportError:
-    torch = None
+    _torch = None
+torch: Any = _torch  # None when PyTorch is not installed: the comparison is then skipped
 
 
 def matmul_limit(dtype: type, repeats: int = 5) -> float:

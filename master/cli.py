@@ -1,19 +1,22 @@
 """The `hpsearch` command: one entry point whose subcommands belong to the packages.
 
-Each package that has commands exposes `register(subparsers)`; a subcommand sets `run`, a
-function from the parsed arguments to an exit code. Errors a user can cause are printed as
-one line naming the problem, never as a traceback.
+Each package that has commands exposes `register(subparsers)` in the module named below; a
+subcommand sets `run`, a function from the parsed arguments to an exit code. The modules are
+named by import path so that the master's own code never imports the worker's (DESIGN.md).
+Errors a user can cause are printed as one line naming the problem, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from core import cli as core_cli
 
 EXIT_USAGE = 2
+COMMAND_MODULES = ("core.cli", "master.commands", "worker.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Coarse-to-fine random hyperparameter search for neural networks.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    core_cli.register(subparsers)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 

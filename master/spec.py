@@ -11,7 +11,8 @@ reported as "field.path: what is wrong", one per problem.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -46,6 +47,9 @@ class SweepSpec(BaseModel):
     stages: list[StageSpec] = Field(min_length=1)
     explode_factor: float = Field(default=3.0, gt=1)
     seed: int = Field(default=0, ge=0)
+    # "best_and_latest" keeps two checkpoint files per trial, so a long sweep does not fill
+    # the disk; "all" keeps one per epoch.
+    keep_checkpoints: Literal["best_and_latest", "all"] = "best_and_latest"
 
     @model_validator(mode="after")
     def _check_names_and_values(self) -> SweepSpec:
@@ -121,12 +125,20 @@ _FIELD_PREFIX = re.compile(r"^(\w+(?:\.\w+)*): (.*)$")
 
 def describe_errors(exc: ValidationError) -> list[str]:
     """Pydantic's errors as "field.path: problem" lines (our own checks may name several)."""
+    return describe_error_list(exc.errors())
+
+
+def describe_error_list(errors: Sequence[Any], strip_prefix: Collection[str] = ()) -> list[str]:
+    """The same for a list of pydantic-style error dicts (FastAPI's come with the request
+    part first, e.g. ("body", "space", ...): `strip_prefix` drops it)."""
     lines: list[str] = []
-    for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        if loc and loc[0] in strip_prefix:
+            del loc[0]
         if len(loc) >= 3 and loc[0] == "space" and loc[2] in DIST_TAGS:
             del loc[2]  # the union's tag is not a field the user wrote
-        message = error["msg"].removeprefix("Value error, ")
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         for part in message.split("; "):
             match = _FIELD_PREFIX.match(part)
             path, text = (loc + [match[1]], match[2]) if match else (loc, part)

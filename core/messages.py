@@ -1,0 +1,115 @@
+"""What the master and the workers say to each other through Redis, defined once for both.
+
+- A trial job (`TrialJob`) is the one argument of the RQ job `worker.jobs.run_trial`: plain
+  JSON, never a pickle.
+- Workers report on trials as `TrialEvent`s appended to one Redis Stream (EVENT_STREAM); the
+  master reads it with a consumer group and acknowledges an event after its database commit.
+- A user's stop request is a flag key (`stop_key`) that the running trial polls.
+
+Non-finite floats (an exploding cost) travel as null: JSON has no NaN and PostgreSQL's JSON
+type refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+EVENT_STREAM = "hpsearch:events"
+EVENT_FIELD = "event"
+STOP_TTL_SECONDS = 7 * 24 * 3600
+
+
+def stop_key(trial_id: int) -> str:
+    return f"hpsearch:stop:trial:{trial_id}"
+
+
+def sweep_stop_key(sweep_id: int) -> str:
+    return f"hpsearch:stop:sweep:{sweep_id}"
+
+
+def job_id(trial_id: int, attempt: int) -> str:
+    """The RQ job id of one attempt at a trial; the master can tell trials apart by it."""
+    return f"trial-{trial_id}-{attempt}"
+
+
+def parse_job_id(value: str) -> tuple[int, int] | None:
+    parts = value.split("-")
+    if len(parts) != 3 or parts[0] != "trial" or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    return int(parts[1]), int(parts[2])
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    trial_id: int
+    sweep_id: int
+    stage_index: int
+    dataset: str
+    hyperparameters: dict[str, Any]  # TrainConfig fields, without num_epochs and seed
+    num_epochs: float
+    seed: int
+    explode_factor: float
+    keep_checkpoints: str = "best_and_latest"  # or "all"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialJob:
+        return cls(**data)
+
+    @property
+    def checkpoint_subdir(self) -> str:
+        """Where this trial's checkpoints go, relative to CHECKPOINT_DIR."""
+        return f"sweep{self.sweep_id:06d}/stage{self.stage_index}"
+
+
+class EventKind(StrEnum):
+    STARTED = "started"
+    EPOCH = "epoch"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    kind: EventKind
+    trial_id: int
+    attempt: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_fields(self) -> dict[str, str]:
+        payload = {
+            "kind": self.kind.value,
+            "trial_id": self.trial_id,
+            "attempt": self.attempt,
+            "data": finite_or_none(self.data),
+        }
+        return {EVENT_FIELD: json.dumps(payload, allow_nan=False)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[Any, Any]) -> TrialEvent:
+        raw = fields.get(EVENT_FIELD) or fields.get(EVENT_FIELD.encode())
+        if raw is None:
+            raise ValueError(f"event without an {EVENT_FIELD!r} field")
+        payload = json.loads(raw)
+        return cls(
+            EventKind(payload["kind"]),
+            int(payload["trial_id"]),
+            int(payload["attempt"]),
+            payload.get("data") or {},
+        )
+
+
+def finite_or_none(value: Any) -> Any:
+    """`value` with every non-finite float inside it replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value

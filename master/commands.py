@@ -1,0 +1,70 @@
+"""`hpsearch master`, `hpsearch up` and `hpsearch submit`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+DEFAULT_PORT = 8000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    master = subparsers.add_parser(
+        "master",
+        help="run the REST API and the scheduler",
+        description="Run the master: REST API (OpenAPI at /docs) and the sweep scheduler. "
+        "Settings come from REDIS_URL, DATABASE_URL, CHECKPOINT_DIR, HPSEARCH_API_TOKEN.",
+    )
+    master.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    master.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+    master.set_defaults(run=run_master)
+
+    up = subparsers.add_parser(
+        "up",
+        help="run everything on this machine: Redis, master, workers, dashboard",
+        description="Start an embedded Redis, the master (SQLite under --data-dir), N workers "
+        "and the dashboard; Ctrl-C or SIGTERM stops them all.",
+    )
+    up.add_argument("--workers", type=int, default=None, help="workers (default: CPU count)")
+    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="master port")
+    up.add_argument("--dashboard-port", type=int, default=None, help="default: port + 1")
+    up.add_argument("--redis-port", type=int, default=0, help="default: a free port")
+    up.add_argument("--data-dir", default="hpsearch-data", help="database, checkpoints, Redis")
+    up.set_defaults(run=run_up)
+
+    submit = subparsers.add_parser(
+        "submit",
+        help="submit a sweep file (YAML or JSON) to a master",
+        description="POST a sweep spec to the master; with --watch, show each stage's "
+        "progress until the sweep ends, then the top 5 trials.",
+    )
+    submit.add_argument("file", help="sweep spec, .yaml/.yml or .json")
+    submit.add_argument(
+        "--url",
+        default=None,
+        help=f"master URL (default: HPSEARCH_URL or http://127.0.0.1:{DEFAULT_PORT})",
+    )
+    submit.add_argument("--watch", action="store_true", help="follow the sweep until it ends")
+    submit.set_defaults(run=run_submit)
+
+
+def run_master(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from master.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from master.up import run_up as up
+
+    return up(args)
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from master.submit import run_submit as submit
+
+    return submit(args)

@@ -1,0 +1,152 @@
+"""The database tables: sweeps, their stages, their trials and each trial's epochs.
+
+The database is the source of truth (DESIGN.md): Redis only carries the queue and the
+worker events. Hyperparameters, ranges and warnings are JSON columns because their keys are
+the user's; everything a page filters or sorts on is a real column with an index.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class SweepStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class StageStatus(StrEnum):
+    PENDING = "pending"  # planned from the previous stage's results once that one ends
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class TrialStatus(StrEnum):
+    """Where a trial stands; all but QUEUED and RUNNING are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"  # trained every epoch of its stage
+    EXPLODED = "exploded"  # cost above explode_factor x the first cost: killed early
+    FAILED = "failed"  # the job raised; `reason` holds the message
+    STOPPED = "stopped"  # stopped or cancelled by a user
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (TrialStatus.QUEUED, TrialStatus.RUNNING)
+
+
+FINAL_STATUSES = tuple(s for s in TrialStatus if s.is_final)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]  # as submitted, after validation
+    status: Mapped[str] = mapped_column(String(16), default=SweepStatus.RUNNING, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    stages: Mapped[list[Stage]] = relationship(
+        back_populates="sweep", order_by="Stage.index", cascade="all, delete-orphan"
+    )
+
+
+class Stage(Base):
+    __tablename__ = "stages"
+    __table_args__ = (UniqueConstraint("sweep_id", "index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    index: Mapped[int]
+    trials: Mapped[int]
+    epochs: Mapped[float]
+    keep_top: Mapped[int | None]
+    # The distributions this stage samples from (None until planned), as the spec writes them.
+    space: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    warnings: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(16), default=StageStatus.PENDING)
+    planned_at: Mapped[datetime | None]
+
+    sweep: Mapped[Sweep] = relationship(back_populates="stages")
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        Index("ix_trials_sweep_stage_status", "sweep_id", "stage_index", "status"),
+        Index("ix_trials_rank", "best_val_acc", "epochs_done"),
+        Index("ix_trials_status_job", "status", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    stage_index: Mapped[int]
+    index: Mapped[int]  # within its stage
+    hyperparameters: Mapped[dict[str, Any]]
+    seed: Mapped[int] = mapped_column(BigInteger)  # up to 2**32: beyond a 32-bit INTEGER
+    num_epochs: Mapped[float]
+    status: Mapped[str] = mapped_column(String(16), default=TrialStatus.QUEUED)
+    reason: Mapped[str | None] = mapped_column(Text)
+    epochs_done: Mapped[float] = mapped_column(Float, default=0.0)
+    best_val_acc: Mapped[float | None]
+    best_epoch: Mapped[float | None]
+    train_acc: Mapped[float | None]  # at the best epoch: its gap to best_val_acc shows overfitting
+    val_acc: Mapped[float | None]  # at the latest epoch
+    # Explosion: the iteration and cost that tripped it, and cost / first cost.
+    explosion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    checkpoints: Mapped[list[Any]] = mapped_column(default=list)  # paths under CHECKPOINT_DIR
+    worker: Mapped[str | None] = mapped_column(String(200))
+    job_id: Mapped[str | None] = mapped_column(String(64))  # None until enqueued
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    epochs: Mapped[list[TrialEpoch]] = relationship(
+        order_by="TrialEpoch.epoch", cascade="all, delete-orphan"
+    )
+
+
+class TrialEpoch(Base):
+    """One epoch end of a trial; unique per (trial, epoch), so a re-read event is a no-op."""
+
+    __tablename__ = "trial_epochs"
+    __table_args__ = (UniqueConstraint("trial_id", "epoch"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    epoch: Mapped[float]
+    cost: Mapped[float | None]
+    train_acc: Mapped[float]
+    val_acc: Mapped[float]
+    average_val_acc: Mapped[float | None]
+    learning_rate: Mapped[float | None]
+    update_ratio: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    loss: Mapped[list[Any]] = mapped_column(default=list)  # the epoch's per-iteration costs

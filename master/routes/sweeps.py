@@ -1,0 +1,133 @@
+"""/api/sweeps: submit, list, read and cancel sweeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, status
+from fastapi import Path as PathParam
+from sqlalchemy import func, select
+
+from core.data import parse_dataset_spec
+from master.models import Sweep, SweepStatus, Trial, TrialStatus
+from master.schemas import Message, SweepPublic, SweepsPublic, TrialsPublic
+from master.services import ServicesDep, TokenDep
+from master.spec import SpecError, SweepSpec, parse_sweep_spec
+from master.sweeps import NotFound, cancel_sweep, create_sweep
+from master.views import sweep_public, trial_public
+
+router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
+SweepId = Annotated[int, PathParam(ge=1, le=2**53, description="sweep id")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Message} for code in (401, 404, 409, 413, 422, 503)
+}
+TRIAL_SORTS = {
+    "val_acc": (Trial.best_val_acc.asc().nulls_last(), Trial.id.asc()),
+    "-val_acc": (Trial.best_val_acc.desc().nulls_last(), Trial.epochs_done.desc(), Trial.id.asc()),
+    "epochs": (Trial.epochs_done.asc(), Trial.id.asc()),
+    "-epochs": (Trial.epochs_done.desc(), Trial.id.asc()),
+    "id": (Trial.id.asc(),),
+    "-id": (Trial.id.desc(),),
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SweepPublic,
+    responses=ERRORS,
+    dependencies=[TokenDep],
+)
+def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep) -> SweepPublic:
+    """Submit a sweep: its first stage's trials are sampled and queued at once."""
+    spec = parse_sweep_spec(spec.model_dump(mode="json"), services.settings.max_trials)
+    _check_dataset_reachable(spec.dataset)
+    with services.db.writing() as session:
+        sweep = create_sweep(session, spec)
+        sweep_id = sweep.id
+    try:
+        services.scheduler.enqueue_pending()
+    except Exception:  # noqa: BLE001 - Redis down: the scheduler enqueues once it is back
+        pass
+    with services.db.reading() as session:
+        return sweep_public(session, _get_sweep(session, sweep_id))
+
+
+@router.get("", response_model=SweepsPublic)
+def read_sweeps(
+    services: ServicesDep,
+    sweep_status: Annotated[SweepStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> SweepsPublic:
+    """List sweeps, newest first."""
+    with services.db.reading() as session:
+        query = select(Sweep)
+        if sweep_status is not None:
+            query = query.where(Sweep.status == sweep_status)
+        count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        sweeps = session.scalars(query.order_by(Sweep.id.desc()).limit(limit).offset(offset))
+        return SweepsPublic(data=[sweep_public(session, s) for s in sweeps], count=count)
+
+
+@router.get("/{sweep_id}", response_model=SweepPublic, responses=ERRORS)
+def read_sweep(sweep_id: SweepId, services: ServicesDep) -> SweepPublic:
+    """One sweep: its stages with their ranges, warnings and counts per status."""
+    with services.db.reading() as session:
+        return sweep_public(session, _get_sweep(session, sweep_id))
+
+
+@router.post(
+    "/{sweep_id}/cancel", response_model=SweepPublic, responses=ERRORS, dependencies=[TokenDep]
+)
+def cancel_sweep_route(sweep_id: SweepId, services: ServicesDep) -> SweepPublic:
+    """Cancel a sweep: queued trials are taken off the queue, running ones stop within a
+    second."""
+    with services.db.reading() as session:
+        _get_sweep(session, sweep_id)
+    # The flag first: whatever starts from now on stops at once, even a job being dequeued.
+    services.queue.request_stop(sweep_id=sweep_id)
+    with services.db.writing() as session:
+        _, open_trials = cancel_sweep(session, sweep_id)
+        job_ids = [t.job_id for t in open_trials if t.job_id]
+    services.queue.cancel(job_ids)
+    with services.db.reading() as session:
+        return sweep_public(session, _get_sweep(session, sweep_id))
+
+
+@router.get("/{sweep_id}/trials", response_model=TrialsPublic, responses=ERRORS)
+def read_sweep_trials(
+    sweep_id: SweepId,
+    services: ServicesDep,
+    trial_status: Annotated[TrialStatus | None, Query(alias="status")] = None,
+    stage: Annotated[int | None, Query(ge=0, le=1000)] = None,
+    sort: Annotated[str, Query(pattern="^-?(val_acc|epochs|id)$")] = "-val_acc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> TrialsPublic:
+    """A sweep's trials, filtered by status and stage, best first by default."""
+    with services.db.reading() as session:
+        _get_sweep(session, sweep_id)
+        query = select(Trial).where(Trial.sweep_id == sweep_id)
+        if trial_status is not None:
+            query = query.where(Trial.status == trial_status)
+        if stage is not None:
+            query = query.where(Trial.stage_index == stage)
+        count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        trials = session.scalars(query.order_by(*TRIAL_SORTS[sort]).limit(limit).offset(offset))
+        return TrialsPublic(data=[trial_public(t) for t in trials], count=count)
+
+
+def _get_sweep(session: Any, sweep_id: int) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise NotFound(f"sweep {sweep_id}: no such sweep")
+    return sweep
+
+
+def _check_dataset_reachable(dataset: str) -> None:
+    """A file dataset must exist where the master sees the shared volume."""
+    kind, location = parse_dataset_spec(dataset)
+    if kind != "digits" and not Path(location).exists():
+        raise SpecError([f"dataset: {location} does not exist (workers could not load it)"])

@@ -1,0 +1,63 @@
+"""/api/trials: one trial in full, and stopping it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from sqlalchemy.orm import Session, selectinload
+
+from master.models import Trial, TrialStatus, utcnow
+from master.routes.sweeps import ERRORS
+from master.schemas import TrialDetail
+from master.services import ServicesDep, TokenDep
+from master.sweeps import Conflict, NotFound, advance_if_stage_done
+from master.views import trial_detail
+
+router = APIRouter(prefix="/api/trials", tags=["trials"])
+TrialId = Annotated[int, PathParam(ge=1, le=2**53, description="trial id")]
+
+
+@router.get("/{trial_id}", response_model=TrialDetail, responses=ERRORS)
+def read_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
+    """A trial: hyperparameters, status, per-epoch history and checkpoint files."""
+    with services.db.reading() as session:
+        return trial_detail(_get_trial(session, trial_id))
+
+
+@router.post(
+    "/{trial_id}/stop", response_model=TrialDetail, responses=ERRORS, dependencies=[TokenDep]
+)
+def stop_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
+    """Stop a trial: a queued one never runs, a running one ends within a second."""
+    with services.db.reading() as session:
+        trial = _get_trial(session, trial_id)
+        if TrialStatus(trial.status).is_final:
+            raise Conflict(f"trial {trial_id}: already {trial.status}")
+    services.queue.request_stop([trial_id])
+    with services.db.writing() as session:
+        trial = _get_trial(session, trial_id)
+        job_id = trial.job_id
+        if trial.status == TrialStatus.QUEUED:
+            trial.status = TrialStatus.STOPPED
+            trial.reason = "stopped before it started"
+            trial.finished_at = utcnow()
+            sweep_id: int | None = trial.sweep_id
+        else:
+            sweep_id = None
+    if job_id:
+        services.queue.cancel([job_id])
+    if sweep_id is not None:  # the stage may be complete now
+        with services.db.writing() as session:
+            advance_if_stage_done(session, sweep_id)
+        services.scheduler.enqueue_pending()
+    with services.db.reading() as session:
+        return trial_detail(_get_trial(session, trial_id))
+
+
+def _get_trial(session: Session, trial_id: int) -> Trial:
+    trial = session.get(Trial, trial_id, options=[selectinload(Trial.epochs)])
+    if trial is None:
+        raise NotFound(f"trial {trial_id}: no such trial")
+    return trial

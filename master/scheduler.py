@@ -1,0 +1,247 @@
+"""The master's background loop: consume worker events, walk sweeps through their stages,
+keep RQ and the database in step.
+
+- Events are read from the stream with a consumer group and acknowledged (and deleted) only
+  after the transaction that applied them commits; on start the loop first re-reads what it
+  had read but not acknowledged, so a master crash loses no event.
+- Trials are committed before they are enqueued (master.sweeps); `enqueue_pending` queues
+  every trial that has no job yet, and re-queues a queued trial whose job Redis lost.
+- `reconcile` turns jobs RQ marked failed (a killed or crashed work horse) into failed or
+  stopped trials, and runs RQ's clean-up of jobs whose worker died.
+Redis or database outages are retried with back-off; nothing is acknowledged meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError, ResponseError
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.messages import EVENT_STREAM, TrialEvent, TrialJob, job_id, parse_job_id
+from master.db import Database, DatabaseUnavailable
+from master.events import apply_event
+from master.models import Sweep, SweepStatus, Trial, TrialStatus, utcnow
+from master.queueing import TrialQueue
+from master.sweeps import advance_if_stage_done
+
+log = logging.getLogger(__name__)
+GROUP = "hpsearch-master"
+CONSUMER = "master"  # one master: after a restart it re-reads its own pending events
+BATCH = 200
+ENQUEUE_BATCH = 500
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class Scheduler:
+    def __init__(
+        self, db: Database, redis: Redis, queue: TrialQueue, reconcile_seconds: float = 2.0
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.queue = queue
+        self.reconcile_seconds = reconcile_seconds
+        self._group_ready = False
+        self._pending_done = False
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, stopping: threading.Event, block_ms: int = 500) -> None:
+        """Run until `stopping` is set."""
+        backoff = 0.1
+        next_reconcile = 0.0
+        while not stopping.is_set():
+            try:
+                self.step(block_ms)
+                if time.monotonic() >= next_reconcile:
+                    self.reconcile()
+                    next_reconcile = time.monotonic() + self.reconcile_seconds
+                backoff = 0.1
+            except (RedisError, DatabaseUnavailable, OSError) as exc:
+                log.warning("scheduler: %s; retrying in %.1f s", exc, backoff)
+                self._group_ready = False
+                stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            except Exception:  # never let one bad pass end the loop
+                log.exception("scheduler pass failed")
+                stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def step(self, block_ms: int = 0) -> int:
+        """Read and apply one batch of events; returns how many were read."""
+        self._ensure_group()
+        # Our own unacknowledged events first (after a crash), then new ones.
+        start_id = ">" if self._pending_done else "0"
+        reply: Any = self.redis.xreadgroup(
+            GROUP, CONSUMER, {EVENT_STREAM: start_id}, count=BATCH, block=block_ms or None
+        )
+        entries: list[tuple[Any, dict[Any, Any]]] = reply[0][1] if reply else []
+        if start_id == "0" and not entries:
+            self._pending_done = True
+            return 0
+        if not entries:
+            return 0
+        ended_sweeps = self._apply(entries)
+        ids = [entry_id for entry_id, _ in entries]
+        with self.redis.pipeline() as pipe:
+            pipe.xack(EVENT_STREAM, GROUP, *ids)
+            pipe.xdel(EVENT_STREAM, *ids)
+            pipe.execute()
+        for sweep_id in ended_sweeps:
+            with self.db.writing() as session:
+                advance_if_stage_done(session, sweep_id)
+        if ended_sweeps:
+            self.enqueue_pending()
+        return len(entries)
+
+    def _apply(self, entries: list[tuple[Any, dict[Any, Any]]]) -> set[int]:
+        events = []
+        for entry_id, fields in entries:
+            try:
+                events.append(TrialEvent.from_fields(fields))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("dropping malformed event %s: %s", entry_id, exc)
+        try:
+            with self.db.writing() as session:
+                return {s for event in events if (s := apply_event(session, event)) is not None}
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            log.exception("a batch of %d events failed; applying them one by one", len(events))
+        ended: set[int] = set()
+        for event in events:
+            try:
+                with self.db.writing() as session:
+                    sweep_id = apply_event(session, event)
+                if sweep_id is not None:
+                    ended.add(sweep_id)
+            except DatabaseUnavailable:
+                raise
+            except Exception:
+                log.exception("dropping an event that cannot be applied: %s", event)
+        return ended
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.redis.xgroup_create(EVENT_STREAM, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+        self._pending_done = False
+
+    # -- queueing ---------------------------------------------------------------------------
+
+    def enqueue_pending(self) -> int:
+        """Give every queued trial of a running sweep that has no job one; returns how many."""
+        total = 0
+        while True:
+            with self.db.writing() as session:
+                rows = session.execute(
+                    select(Trial, Sweep.spec)
+                    .join(Sweep, Sweep.id == Trial.sweep_id)
+                    .where(
+                        Trial.status == TrialStatus.QUEUED,
+                        Trial.job_id.is_(None),
+                        Sweep.status == SweepStatus.RUNNING,
+                    )
+                    .order_by(Trial.id)
+                    .limit(ENQUEUE_BATCH)
+                ).all()
+                jobs = []
+                for trial, spec in rows:
+                    trial.attempts += 1
+                    trial.job_id = job_id(trial.id, trial.attempts)
+                    jobs.append((trial.job_id, trial_job(trial, spec)))
+            # Committed first: a crash here leaves trials whose job is missing, which
+            # `requeue_lost` puts back; never a job whose trial the database lacks.
+            total += self.queue.enqueue(jobs)
+            if len(rows) < ENQUEUE_BATCH:
+                return total
+
+    def requeue_lost(self) -> int:
+        """Re-enqueue queued trials whose job Redis no longer has (e.g. Redis lost data)."""
+        with self.db.reading() as session:
+            rows = session.execute(
+                select(Trial, Sweep.spec)
+                .join(Sweep, Sweep.id == Trial.sweep_id)
+                .where(Trial.status == TrialStatus.QUEUED, Trial.job_id.is_not(None))
+                .where(Sweep.status == SweepStatus.RUNNING)
+                .order_by(Trial.id)
+                .limit(ENQUEUE_BATCH)
+            ).all()
+        if not rows:
+            return 0
+        with self.redis.pipeline() as pipe:
+            for trial, _ in rows:
+                pipe.exists(f"rq:job:{trial.job_id}")
+            present = pipe.execute()
+        lost = [
+            (trial.job_id, trial_job(trial, spec))
+            for (trial, spec), exists in zip(rows, present, strict=True)
+            if not exists
+        ]
+        return self.queue.enqueue(lost)
+
+    # -- reconciling with RQ ----------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        self.enqueue_pending()
+        self.requeue_lost()
+        StartedJobRegistry(queue=self.queue.queue).cleanup()
+        failed = FailedJobRegistry(queue=self.queue.queue)
+        for rq_id in failed.get_job_ids():
+            parsed = parse_job_id(rq_id)
+            job = self.queue.fetch(rq_id)
+            if parsed is not None:
+                with self.db.writing() as session:
+                    sweep_id = self._mark_failed_job(session, parsed, job)
+                if sweep_id is not None:
+                    with self.db.writing() as session:
+                        advance_if_stage_done(session, sweep_id)
+            failed.remove(rq_id)
+        self.enqueue_pending()
+
+    @staticmethod
+    def _mark_failed_job(session: Session, parsed: tuple[int, int], job: Any) -> int | None:
+        """Record a job RQ failed as its trial's end; returns the sweep id if it changed."""
+        trial = session.get(Trial, parsed[0], with_for_update=True)
+        if trial is None or parsed[1] != trial.attempts or TrialStatus(trial.status).is_final:
+            return None
+        stopped = job is not None and job.get_status() == "stopped"
+        trial.status = TrialStatus.STOPPED if stopped else TrialStatus.FAILED
+        trial.reason = _last_line(job.latest_result() if job is not None else None) or (
+            "stopped" if stopped else "the worker ended the job without a result"
+        )
+        trial.finished_at = utcnow()
+        return trial.sweep_id
+
+
+def trial_job(trial: Trial, spec: dict[str, Any]) -> TrialJob:
+    return TrialJob(
+        trial_id=trial.id,
+        sweep_id=trial.sweep_id,
+        stage_index=trial.stage_index,
+        dataset=spec["dataset"],
+        hyperparameters=trial.hyperparameters,
+        num_epochs=trial.num_epochs,
+        seed=trial.seed,
+        explode_factor=spec["explode_factor"],
+        keep_checkpoints=spec.get("keep_checkpoints", "best_and_latest"),
+    )
+
+
+def _last_line(result: Any) -> str | None:
+    text = getattr(result, "exc_string", None)
+    if not text:
+        return None
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else None

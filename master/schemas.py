@@ -1,0 +1,130 @@
+"""What the REST API sends back (the request body of a sweep is master.spec.SweepSpec)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+
+class Message(BaseModel):
+    detail: str = Field(description="what went wrong, in words")
+    problems: list[str] = Field(default_factory=list, description="one per invalid field")
+
+
+class StagePublic(BaseModel):
+    index: int
+    status: str
+    trials: int
+    epochs: float
+    keep_top: int | None
+    space: dict[str, Any] | None = Field(description="the distributions this stage samples")
+    ranges: dict[str, str] = Field(description="each range in words, e.g. [1.00e-06, 10]")
+    warnings: list[str]
+    counts: dict[str, int] = Field(description="trials per status")
+    planned_at: datetime | None
+
+
+class SweepPublic(BaseModel):
+    id: int
+    name: str
+    status: str
+    dataset: str
+    created_at: datetime
+    finished_at: datetime | None
+    total_trials: int = Field(description="trials over all stages, as planned")
+    done_trials: int = Field(description="trials that reached a final status")
+    progress: float = Field(description="done_trials / total_trials")
+    counts: dict[str, int]
+    stages: list[StagePublic]
+    spec: dict[str, Any]
+
+
+class SweepsPublic(BaseModel):
+    data: list[SweepPublic]
+    count: int
+
+
+class TrialPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    sweep_id: int
+    stage: int = Field(validation_alias=AliasChoices("stage_index", "stage"))
+    index: int
+    status: str
+    reason: str | None
+    hyperparameters: dict[str, Any]
+    seed: int
+    num_epochs: float
+    epochs_done: float
+    best_val_acc: float | None
+    best_epoch: float | None
+    train_acc: float | None = Field(description="train accuracy at the best epoch")
+    val_acc: float | None = Field(description="validation accuracy at the latest epoch")
+    explosion: dict[str, Any] | None
+    checkpoints: list[str] = Field(description="paths under CHECKPOINT_DIR")
+    worker: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RankedTrial(TrialPublic):
+    rank: int = 0
+
+
+class EpochPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    epoch: float
+    cost: float | None
+    train_acc: float
+    val_acc: float
+    average_val_acc: float | None
+    learning_rate: float | None
+    update_ratio: dict[str, float | None]
+
+
+class TrialDetail(TrialPublic):
+    history: list[EpochPublic]
+    loss: list[float | None] = Field(description="cost per iteration")
+
+
+class TrialsPublic(BaseModel):
+    data: list[TrialPublic]
+    count: int
+
+
+class LeaderboardPublic(BaseModel):
+    data: list[RankedTrial]
+    count: int
+
+
+class WorkerPublic(BaseModel):
+    name: str
+    host: str | None
+    state: str
+    queues: list[str]
+    current_job: str | None
+    current_trial: int | None
+    last_heartbeat: datetime | None
+
+
+class WorkersPublic(BaseModel):
+    data: list[WorkerPublic]
+    count: int
+
+
+class ComponentHealth(BaseModel):
+    ok: bool
+    detail: str
+
+
+class HealthPublic(BaseModel):
+    status: str = Field(description="ok, or unavailable when a component is down")
+    redis: ComponentHealth
+    database: ComponentHealth
+    checkpoint_dir: ComponentHealth

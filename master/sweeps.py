@@ -1,0 +1,179 @@
+"""Sweeps in the database: creating one, starting its stages, planning the next, cancelling.
+
+These functions work inside a caller's transaction (a `Database.writing()` session) and
+raise domain errors, never HTTP ones. Queueing the trials they create is the scheduler's
+job (master.queueing), after the transaction commits: a trial is in the database before it
+is in Redis, so a crash in between leaves a trial to enqueue, never a job without a trial.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from master.models import (
+    FINAL_STATUSES,
+    Stage,
+    StageStatus,
+    Sweep,
+    SweepStatus,
+    Trial,
+    TrialStatus,
+    utcnow,
+)
+from master.planning import TrialResult, default_keep_top, plan_next_stage
+from master.sampling import sample_trials, stage_rng, trial_seed
+from master.space import Distribution, Space
+from master.spec import SweepSpec
+
+_SPACE = TypeAdapter(dict[str, Distribution])
+
+
+class NotFound(LookupError):
+    """No such sweep, trial or worker; the message names it."""
+
+
+class Conflict(RuntimeError):
+    """The request does not fit the current state (e.g. stopping a finished trial)."""
+
+
+def space_to_json(space: Space) -> dict[str, Any]:
+    return {name: dist.model_dump() for name, dist in space.items()}
+
+
+def space_from_json(data: dict[str, Any]) -> Space:
+    return dict(_SPACE.validate_python(data))
+
+
+def create_sweep(session: Session, spec: SweepSpec) -> Sweep:
+    """Store the sweep, its stages, and the trials of its first stage."""
+    sweep = Sweep(name=spec.name, spec=spec.model_dump(mode="json"))
+    sweep.stages = [
+        Stage(index=k, trials=stage.trials, epochs=stage.epochs, keep_top=stage.keep_top)
+        for k, stage in enumerate(spec.stages)
+    ]
+    session.add(sweep)
+    session.flush()
+    _start_stage(session, sweep, spec, sweep.stages[0], dict(spec.space), [])
+    return sweep
+
+
+def _start_stage(
+    session: Session,
+    sweep: Sweep,
+    spec: SweepSpec,
+    stage: Stage,
+    space: Space,
+    warnings: list[str],
+) -> None:
+    stage.space = space_to_json(space)
+    stage.warnings = warnings
+    stage.status = StageStatus.RUNNING
+    stage.planned_at = utcnow()
+    rng = stage_rng(spec.seed, stage.index)
+    drawn = sample_trials(space, spec.base_hyperparameters(), stage.trials, rng)
+    session.add_all(
+        Trial(
+            sweep_id=sweep.id,
+            stage_index=stage.index,
+            index=i,
+            hyperparameters=hyperparameters,
+            seed=trial_seed(spec.seed, stage.index, i),
+            num_epochs=stage.epochs,
+        )
+        for i, hyperparameters in enumerate(drawn)
+    )
+
+
+def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
+    """When the running stage has no queued or running trial left, finish it and start the
+    next one (or finish the sweep). Returns whether anything changed."""
+    sweep = session.get(Sweep, sweep_id, with_for_update=True)
+    if sweep is None or sweep.status != SweepStatus.RUNNING:
+        return False
+    stage = next((s for s in sweep.stages if s.status == StageStatus.RUNNING), None)
+    if stage is None:
+        return False
+    open_trials = session.scalar(
+        select(func.count())
+        .select_from(Trial)
+        .where(
+            Trial.sweep_id == sweep.id,
+            Trial.stage_index == stage.index,
+            Trial.status.in_([TrialStatus.QUEUED, TrialStatus.RUNNING]),
+        )
+    )
+    if open_trials:
+        return False
+    stage.status = StageStatus.FINISHED
+    if stage.index + 1 >= len(sweep.stages):
+        sweep.status = SweepStatus.FINISHED
+        sweep.finished_at = utcnow()
+        return True
+    spec = SweepSpec.model_validate(sweep.spec)
+    following = sweep.stages[stage.index + 1]
+    trials = session.scalars(
+        select(Trial).where(Trial.sweep_id == sweep.id, Trial.stage_index == stage.index)
+    ).all()
+    results = [
+        TrialResult(t.hyperparameters, t.status, t.best_val_acc, t.epochs_done) for t in trials
+    ]
+    plan = plan_next_stage(
+        current=space_from_json(stage.space or {}),
+        user=dict(spec.space),
+        results=results,
+        keep_top=following.keep_top or default_keep_top(stage.trials),
+        base=spec.base_hyperparameters(),
+        stage_index=stage.index,
+    )
+    _start_stage(session, sweep, spec, following, plan.space, plan.warnings)
+    return True
+
+
+def cancel_sweep(session: Session, sweep_id: int) -> tuple[Sweep, list[Trial]]:
+    """Mark the sweep cancelled and its queued trials stopped; return the trials that were
+    queued or running (the caller stops them in Redis)."""
+    sweep = session.get(Sweep, sweep_id, with_for_update=True)
+    if sweep is None:
+        raise NotFound(f"sweep {sweep_id}: no such sweep")
+    open_trials = list(
+        session.scalars(
+            select(Trial).where(
+                Trial.sweep_id == sweep_id,
+                Trial.status.in_([TrialStatus.QUEUED, TrialStatus.RUNNING]),
+            )
+        )
+    )
+    if sweep.status == SweepStatus.RUNNING:
+        sweep.status = SweepStatus.CANCELLED
+        sweep.finished_at = utcnow()
+        for stage in sweep.stages:
+            if stage.status == StageStatus.RUNNING:
+                stage.status = StageStatus.FINISHED
+    session.execute(
+        update(Trial)
+        .where(Trial.sweep_id == sweep_id, Trial.status == TrialStatus.QUEUED)
+        .values(status=TrialStatus.STOPPED, reason="sweep cancelled", finished_at=utcnow())
+    )
+    return sweep, open_trials
+
+
+def stage_counts(session: Session, sweep_id: int) -> dict[int, Counter[str]]:
+    """Trials per status, per stage index."""
+    rows = session.execute(
+        select(Trial.stage_index, Trial.status, func.count())
+        .where(Trial.sweep_id == sweep_id)
+        .group_by(Trial.stage_index, Trial.status)
+    )
+    counts: dict[int, Counter[str]] = {}
+    for stage_index, status, count in rows:
+        counts.setdefault(stage_index, Counter())[status] = count
+    return counts
+
+
+def is_final(status: str) -> bool:
+    return status in FINAL_STATUSES

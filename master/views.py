@@ -1,0 +1,74 @@
+"""Turning database rows into the API's schemas."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy.orm import Session
+
+from master.models import FINAL_STATUSES, Sweep, Trial
+from master.schemas import (
+    EpochPublic,
+    RankedTrial,
+    StagePublic,
+    SweepPublic,
+    TrialDetail,
+    TrialPublic,
+)
+from master.sweeps import space_from_json, stage_counts
+
+
+def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
+    counts = stage_counts(session, sweep.id)
+    stages = []
+    for stage in sweep.stages:
+        space = space_from_json(stage.space) if stage.space else {}
+        stages.append(
+            StagePublic(
+                index=stage.index,
+                status=stage.status,
+                trials=stage.trials,
+                epochs=stage.epochs,
+                keep_top=stage.keep_top,
+                space=stage.space,
+                ranges={name: dist.describe() for name, dist in space.items()},
+                warnings=stage.warnings or [],
+                counts=dict(counts.get(stage.index, Counter())),
+                planned_at=stage.planned_at,
+            )
+        )
+    total: Counter[str] = Counter()
+    for stage_counter in counts.values():
+        total.update(stage_counter)
+    planned = sum(stage.trials for stage in sweep.stages)
+    done = sum(total[s] for s in FINAL_STATUSES)
+    # Trials never sampled because the sweep was cancelled are not "to do" any more.
+    to_do = planned if sweep.status == "running" else max(1, sum(total.values()))
+    return SweepPublic(
+        id=sweep.id,
+        name=sweep.name,
+        status=sweep.status,
+        dataset=sweep.spec.get("dataset", ""),
+        created_at=sweep.created_at,
+        finished_at=sweep.finished_at,
+        total_trials=planned,
+        done_trials=done,
+        progress=min(1.0, done / to_do) if to_do else 1.0,
+        counts=dict(total),
+        stages=stages,
+        spec=sweep.spec,
+    )
+
+
+def trial_public(trial: Trial) -> TrialPublic:
+    return TrialPublic.model_validate(trial)
+
+
+def ranked_trial(trial: Trial, rank: int) -> RankedTrial:
+    return RankedTrial.model_validate(trial).model_copy(update={"rank": rank})
+
+
+def trial_detail(trial: Trial) -> TrialDetail:
+    history = [EpochPublic.model_validate(epoch) for epoch in trial.epochs]
+    loss = [cost for epoch in trial.epochs for cost in epoch.loss]
+    return TrialDetail(**trial_public(trial).model_dump(), history=history, loss=loss)

@@ -1,0 +1,37 @@
+"""Where a trial's checkpoints go, which ones it keeps, and finding the one to resume from.
+
+Files live under CHECKPOINT_DIR/<sweep>/<stage>/ with core's names, so `ls | sort -r` in a
+stage directory ranks its trials. A trial keeps its best and its latest checkpoint (or every
+one, if the sweep asks): the best is the highest validation accuracy, ties to the earlier.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.checkpoint import CheckpointError, CheckpointName, parse_checkpoint_name
+
+
+def trial_checkpoints(directory: Path, trial_id: int) -> list[tuple[Path, CheckpointName]]:
+    """This trial's checkpoint files in `directory`, oldest epoch first."""
+    found = []
+    for path in directory.glob(f"val*_trial{trial_id:06d}_ep*.npz"):
+        try:
+            found.append((path, parse_checkpoint_name(path)))
+        except CheckpointError:
+            continue
+    return sorted(found, key=lambda item: item[1].epoch)
+
+
+def best_of(checkpoints: list[tuple[Path, CheckpointName]]) -> tuple[Path, CheckpointName]:
+    return max(checkpoints, key=lambda item: (item[1].val_acc, -item[1].epoch))
+
+
+def prune(directory: Path, trial_id: int, latest: Path) -> list[Path]:
+    """Delete all but the best and the latest checkpoint; return those kept."""
+    checkpoints = trial_checkpoints(directory, trial_id)
+    keep = {latest, best_of(checkpoints)[0]}
+    for path, _ in checkpoints:
+        if path not in keep:
+            path.unlink(missing_ok=True)
+    return sorted(keep)

@@ -1,0 +1,20 @@
+"""A worker's settings: all it needs is Redis and the checkpoint volume (DESIGN.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
+    )
+    checkpoint_dir: Path = Field(
+        default=Path("hpsearch-data/checkpoints"), validation_alias=AliasChoices("CHECKPOINT_DIR")
+    )
+    queue: str = Field(default="hpsearch", validation_alias=AliasChoices("HPSEARCH_QUEUE"))
