@@ -32,8 +32,8 @@ class DatabaseUnavailable(RuntimeError):
 
 class Database:
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = _create_engine(url)
+        self.url = with_driver(url)
+        self.engine = _create_engine(self.url)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         writer = self.engine.execution_options(immediate=True)
         self._write = sessionmaker(writer, expire_on_commit=False)
@@ -60,6 +60,15 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def with_driver(url: str) -> str:
+    """postgresql:// URLs (as Docker images and hosting services give them) use psycopg 3,
+    the driver hpsearch installs, rather than SQLAlchemy's default psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
@@ -95,21 +95,15 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    # Raised inside the app: its handler answers with the JSON error.
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self._message())
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        await self.app(scope, limited_receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"request body over the limit of {self.max_bytes} bytes (HPSEARCH_MAX_BODY_BYTES)",
-        )
+        response = error_response(status.HTTP_413_CONTENT_TOO_LARGE, self._message())
         await response(scope, receive, send)
 
-
-class _TooLarge(Exception):
-    pass
+    def _message(self) -> str:
+        return f"request body over the limit of {self.max_bytes} bytes (HPSEARCH_MAX_BODY_BYTES)"

@@ -155,6 +155,9 @@ class Scheduler:
                     )
                     .order_by(Trial.id)
                     .limit(ENQUEUE_BATCH)
+                    # The API and the scheduler both enqueue: a row one of them holds is
+                    # skipped by the other (PostgreSQL; SQLite's BEGIN IMMEDIATE serializes).
+                    .with_for_update(of=Trial, skip_locked=True)
                 ).all()
                 jobs = []
                 for trial, spec in rows:
