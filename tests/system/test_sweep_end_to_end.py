@@ -1,0 +1,166 @@
+"""Sweeps submitted over REST and run by real worker processes through a real Redis."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rq import Queue
+
+from core.checkpoint import parse_checkpoint_name
+from tests.master.factories import example_spec
+from tests.servers import REPO, wait_for
+from tests.system.conftest import FINAL, System
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_example_sweep_runs_coarse_to_fine(system: System) -> None:
+    spec = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    sweep_id = system.submit(spec)
+    sweep = system.wait_until_done(sweep_id, timeout=600)
+    assert sweep["status"] == "finished"
+    assert [s["status"] for s in sweep["stages"]] == ["finished"] * 3
+    trials = system.trials(sweep_id)
+    assert len(trials) == sum(s["trials"] for s in spec["stages"]) == sweep["done_trials"]
+    assert {t["status"] for t in trials} <= {"finished", "exploded"}
+    assert sum(sweep["counts"].values()) == len(trials)
+
+    # Ranked by best validation accuracy, ties to more epochs; every ranked trial is there.
+    board = system.get("/api/leaderboard", sweep=sweep_id, limit=1000)["data"]
+    keys = [(-t["best_val_acc"], -t["epochs_done"]) for t in board]
+    assert keys == sorted(keys)
+    assert len(board) == sum(t["best_val_acc"] is not None for t in trials)
+    assert board[0]["best_val_acc"] >= 0.95
+
+    for trial in trials:
+        detail = system.get(f"/api/trials/{trial['id']}")
+        assert_checkpoints_match(system.checkpoints, detail)
+        if trial["status"] == "exploded":
+            assert trial["explosion"]["ratio"] is None or trial["explosion"]["ratio"] > 3
+        if trial["status"] == "exploded" and trial["stage"] == 0:
+            assert trial["epochs_done"] < 1 and detail["history"] == []  # killed in epoch 1
+        if trial["status"] == "finished":
+            assert [h["epoch"] for h in detail["history"]] == [
+                float(e) for e in range(1, math.ceil(trial["num_epochs"]) + 1)
+            ]
+
+    # Coarse to fine: the learning-rate range narrows from stage to stage.
+    widths = [log_width(s["space"]["learning_rate"]) for s in sweep["stages"]]
+    assert widths[0] > widths[1] >= widths[2]
+
+
+def assert_checkpoints_match(root: Path, trial: dict[str, Any]) -> None:
+    assert trial["checkpoints"], f"trial {trial['id']} has no checkpoint"
+    names = [parse_checkpoint_name(path) for path in trial["checkpoints"]]
+    for path in trial["checkpoints"]:
+        assert (root / path).is_file(), path
+    best = max(names, key=lambda n: n.val_acc)
+    assert f"{best.val_acc:.4f}" == f"{trial['best_val_acc']:.4f}"
+    assert all(n.trial_id == trial["id"] for n in names)
+
+
+def log_width(dist: dict[str, Any]) -> float:
+    return math.log10(dist["high"]) - math.log10(dist["low"])
+
+
+def test_best_on_the_border_widens_the_next_stage(system: System) -> None:
+    # With momentum for one epoch, the larger the learning rate in [1e-3, 1e-1], the better
+    # (val 0.12 at 1e-3, 0.53 at 3e-2): the best trial sits at the top border, and the next
+    # stage must search beyond it.
+    spec = example_spec(
+        name="border",
+        fixed={"update": "momentum", "batch_size": 100},
+        space={"learning_rate": {"dist": "loguniform", "low": 1e-3, "high": 1e-1}},
+        stages=[{"trials": 30, "epochs": 1}, {"trials": 4, "epochs": 1, "keep_top": 5}],
+        seed=3,
+    )
+    sweep = system.wait_until_done(system.submit(spec), timeout=120)
+    stage = sweep["stages"][1]
+    assert any("is at the top of [0.001, 0.1]" in w for w in stage["warnings"]), stage
+    assert stage["space"]["learning_rate"]["high"] > 0.1
+
+
+def test_a_trial_that_raises_fails_with_its_message_and_the_sweep_goes_on(
+    system: System, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"this is not an npz archive")
+    spec = example_spec(
+        name="broken-data",
+        dataset=f"npz:{broken}",
+        stages=[{"trials": 3, "epochs": 1}, {"trials": 2, "epochs": 1}],
+    )
+    sweep = system.wait_until_done(system.submit(spec), timeout=120)
+    assert sweep["status"] == "finished"
+    trials = system.trials(sweep["id"])
+    assert len(trials) == 5 and {t["status"] for t in trials} == {"failed"}
+    assert all("broken.npz" in t["reason"] for t in trials)
+    assert "no trial of stage 0 finished" in sweep["stages"][1]["warnings"][0]
+
+
+def long_spec(name: str, trials: int) -> dict[str, Any]:
+    return example_spec(
+        name=name,
+        model={"hidden_sizes": [300, 300]},
+        fixed={"update": "sgd", "batch_size": 10},
+        space={"learning_rate": {"dist": "loguniform", "low": 1e-4, "high": 1e-3}},
+        stages=[{"trials": trials, "epochs": 1000}],
+    )
+
+
+def running_trials(system: System, sweep_id: int) -> list[dict[str, Any]]:
+    return [t for t in system.trials(sweep_id) if t["status"] == "running"]
+
+
+def test_cancel_leaves_nothing_running_or_queued(system: System) -> None:
+    sweep_id = system.submit(long_spec("cancel-me", trials=40))
+    wait_for(lambda: len(running_trials(system, sweep_id)) == 2, 60, "two running trials")
+    code, sweep = system.post(f"/api/sweeps/{sweep_id}/cancel")
+    assert code == 200 and sweep["status"] == "cancelled"
+
+    def settled() -> bool:
+        trials = system.trials(sweep_id)
+        workers = system.get("/api/workers")["data"]
+        return (
+            all(t["status"] in FINAL for t in trials)
+            and all(w["current_job"] is None for w in workers)
+            and Queue("hpsearch", connection=system.redis).count == 0
+        )
+
+    wait_for(settled, 10, "nothing of the sweep to run or wait 10 s after cancel")
+    statuses = {t["status"] for t in system.trials(sweep_id)}
+    assert statuses == {"stopped"}
+
+
+def test_stopping_one_trial(system: System) -> None:
+    sweep_id = system.submit(long_spec("stop-one", trials=2))
+    running = wait_for(lambda: running_trials(system, sweep_id), 60, "a running trial")
+    trial_id = running[0]["id"]
+    code, _ = system.post(f"/api/trials/{trial_id}/stop")
+    assert code == 200
+
+    def stopped() -> dict[str, Any] | None:
+        trial = system.get(f"/api/trials/{trial_id}")
+        return trial if trial["status"] == "stopped" else None
+
+    trial = wait_for(stopped, 5, f"trial {trial_id} to stop")
+    assert trial["reason"].startswith("stopped at epoch")
+    assert trial["checkpoints"]  # where it was when it stopped
+    other = [t for t in system.trials(sweep_id) if t["id"] != trial_id][0]
+    assert other["status"] in ("queued", "running")
+    system.post(f"/api/sweeps/{sweep_id}/cancel")
+
+
+def test_workers_are_listed_and_can_be_shut_down(system: System) -> None:
+    workers = system.get("/api/workers")["data"]
+    assert len(workers) == 2 and all(w["host"] and w["last_heartbeat"] for w in workers)
+    extra = system.processes.hpsearch("worker-extra", "worker", "--name", "extra-worker")
+    wait_for(lambda: system.get("/api/workers")["count"] == 3, 30, "the extra worker")
+    code, body = system.post("/api/workers/extra-worker/shutdown")
+    assert code == 202, body
+    wait_for(lambda: extra.poll() is not None, 15, "the extra worker to exit")
+    assert system.post("/api/workers/no-such-worker/shutdown")[0] == 404

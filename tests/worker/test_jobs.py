@@ -1,0 +1,123 @@
+"""The trial job, run in this process against a real Redis: events, checkpoints, outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from core.checkpoint import load_checkpoint, parse_checkpoint_name
+from core.messages import EVENT_STREAM, EventKind, TrialEvent, TrialJob, stop_key
+from worker.jobs import run_trial
+
+
+@pytest.fixture
+def worker_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    checkpoints = tmp_path / "checkpoints"
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("CHECKPOINT_DIR", str(checkpoints))
+    return checkpoints
+
+
+def trial_job(**changes: Any) -> dict[str, Any]:
+    job = TrialJob(
+        trial_id=42,
+        sweep_id=3,
+        stage_index=1,
+        dataset="digits",
+        hyperparameters={"learning_rate": 0.1, "update": "momentum", "reg": 1e-4},
+        num_epochs=4,
+        seed=5,
+        explode_factor=3.0,
+    ).to_dict()
+    job.update(changes)
+    return job
+
+
+def events(redis: Redis) -> list[TrialEvent]:
+    return [TrialEvent.from_fields(fields) for _, fields in redis.xrange(EVENT_STREAM)]
+
+
+def test_a_trial_reports_every_epoch_and_keeps_best_and_latest(
+    redis: Redis, worker_env: Path
+) -> None:
+    outcome = run_trial(trial_job())
+    assert outcome["status"] == "finished"
+    kinds = [e.kind for e in events(redis)]
+    assert kinds == [EventKind.STARTED] + [EventKind.EPOCH] * 4 + [EventKind.ENDED]
+    epochs = [e.data for e in events(redis) if e.kind is EventKind.EPOCH]
+    assert [e["epoch"] for e in epochs] == [1.0, 2.0, 3.0, 4.0]
+    assert all(len(e["loss"]) == 12 for e in epochs)  # 1297 training rows / 100 per batch
+
+    files = sorted((worker_env / "sweep000003" / "stage1").glob("*.npz"))
+    assert 1 <= len(files) <= 2  # best and latest (one file when they coincide)
+    names = [parse_checkpoint_name(f) for f in files]
+    assert max(n.epoch for n in names) == 4.0
+    best = max(names, key=lambda n: n.val_acc)
+    assert outcome["best_val_acc"] == best.val_acc
+    best_epoch_val = next(e["val_acc"] for e in epochs if e["epoch"] == best.epoch)
+    assert f"{best_epoch_val:.4f}" == f"{best.val_acc:.4f}"
+    assert sorted(outcome["checkpoints"]) == sorted(
+        str(f.relative_to(worker_env)) for f in files
+    )
+
+
+def test_keep_all_keeps_one_checkpoint_per_epoch(redis: Redis, worker_env: Path) -> None:
+    run_trial(trial_job(keep_checkpoints="all"))
+    assert len(list((worker_env / "sweep000003" / "stage1").glob("*.npz"))) == 4
+
+
+def test_an_exploding_trial_ends_in_its_first_epoch(redis: Redis, worker_env: Path) -> None:
+    job = trial_job(hyperparameters={"learning_rate": 1e6, "update": "sgd"})
+    outcome = run_trial(job)
+    assert outcome["status"] == "exploded"
+    assert outcome["explosion"]["iteration"] < 12
+    assert outcome["epochs_done"] < 1
+    assert "the first cost" in outcome["reason"]
+    files = list((worker_env / "sweep000003" / "stage1").glob("*.npz"))
+    assert len(files) == 1  # where it was when it blew up
+    assert load_checkpoint(files[0]).state.status == "exploded"
+
+
+def test_a_failing_trial_reports_the_message(
+    redis: Redis, worker_env: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not an npz file")
+    outcome = run_trial(trial_job(dataset=f"npz:{broken}"))
+    assert outcome["status"] == "failed"
+    assert "broken.npz" in outcome["reason"]
+    assert events(redis)[-1].data["status"] == "failed"
+
+
+def test_a_stop_flag_ends_the_trial(redis: Redis, worker_env: Path) -> None:
+    redis.set(stop_key(42), 1)
+    outcome = run_trial(trial_job())
+    assert outcome == {"status": "stopped", "reason": "stopped before it started"}
+
+
+def test_a_rerun_resumes_from_the_latest_checkpoint(redis: Redis, worker_env: Path) -> None:
+    first = run_trial(trial_job(keep_checkpoints="all"))
+    directory = worker_env / "sweep000003" / "stage1"
+    latest = max(directory.glob("*.npz"), key=lambda p: parse_checkpoint_name(p).epoch)
+    latest.unlink()  # as if the worker died during the last epoch
+    redis.delete(EVENT_STREAM)
+
+    second = run_trial(trial_job(keep_checkpoints="all"))
+    started = events(redis)[0]
+    assert started.kind is EventKind.STARTED and started.data["resumed_from_epoch"] == 3.0
+    assert [e.data["epoch"] for e in events(redis) if e.kind is EventKind.EPOCH] == [4.0]
+    assert second["best_val_acc"] == first["best_val_acc"]
+    assert second["checkpoints"] == first["checkpoints"]
+
+
+def test_a_finished_trial_is_reported_again_not_retrained(
+    redis: Redis, worker_env: Path
+) -> None:
+    first = run_trial(trial_job())
+    redis.delete(EVENT_STREAM)
+    second = run_trial(trial_job())
+    assert [e.kind for e in events(redis)] == [EventKind.STARTED, EventKind.ENDED]
+    assert second["status"] == "finished" and second["best_val_acc"] == first["best_val_acc"]
