@@ -113,7 +113,7 @@ class Processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
-                    process.wait(timeout=1)
+                    process.wait(timeout=1.2)  # RQ ignores a second signal within 1 s
                 except subprocess.TimeoutExpired:
                     process.send_signal(signal.SIGTERM)  # RQ: a second signal is a cold stop
         for process in self.started:
