@@ -29,7 +29,7 @@ def free_port() -> int:
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05
+    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
 ) -> T:
     """Poll `condition` until it returns something truthy; fail naming `what` at the deadline."""
     deadline = time.monotonic() + timeout

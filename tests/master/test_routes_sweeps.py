@@ -53,7 +53,10 @@ def test_the_same_seed_samples_the_same_trials(api: TestClient) -> None:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"space": {"learnin_rate": {"dist": "uniform", "low": 0, "high": 1}}}, "space.learnin_rate"),
+        (
+            {"space": {"learnin_rate": {"dist": "uniform", "low": 0, "high": 1}}},
+            "space.learnin_rate",
+        ),
         ({"space": {"reg": {"dist": "uniform", "low": 1, "high": 1}}}, "space.reg.high"),
         ({"space": {"reg": {"dist": "loguniform", "low": 0, "high": 1}}}, "space.reg.low"),
         ({"space": {"reg": {"dist": "gaussian", "low": 0, "high": 1}}}, "space.reg"),

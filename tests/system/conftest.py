@@ -45,7 +45,8 @@ class System:
             return sweep if sweep["status"] != "running" else None
 
         try:
-            return wait_for(done, timeout, f"sweep {sweep_id} to end", interval=0.2)
+            result: dict[str, Any] = wait_for(done, timeout, f"sweep {sweep_id} to end", 0.2)
+            return result
         except AssertionError:
             print(self.processes.log_tail())
             raise
@@ -62,7 +63,9 @@ def _database_params() -> list[Any]:
 
 
 @pytest.fixture(scope="module", params=_database_params())
-def system(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+def system(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
     root = tmp_path_factory.mktemp(f"system-{request.param}")
     if request.param == "sqlite":
         database_url = f"sqlite:///{root / 'hpsearch.db'}"

@@ -147,7 +147,7 @@ def test_stopping_one_trial(system: System) -> None:
         trial = system.get(f"/api/trials/{trial_id}")
         return trial if trial["status"] == "stopped" else None
 
-    trial = wait_for(stopped, 5, f"trial {trial_id} to stop")
+    trial: dict[str, Any] = wait_for(stopped, 5, f"trial {trial_id} to stop")
     assert trial["reason"].startswith("stopped at epoch")
     assert trial["checkpoints"]  # where it was when it stopped
     other = [t for t in system.trials(sweep_id) if t["id"] != trial_id][0]

@@ -37,7 +37,8 @@ def trial_job(**changes: Any) -> dict[str, Any]:
 
 
 def events(redis: Redis) -> list[TrialEvent]:
-    return [TrialEvent.from_fields(fields) for _, fields in redis.xrange(EVENT_STREAM)]
+    entries: Any = redis.xrange(EVENT_STREAM)
+    return [TrialEvent.from_fields(fields) for _, fields in entries]
 
 
 def test_a_trial_reports_every_epoch_and_keeps_best_and_latest(
@@ -59,9 +60,7 @@ def test_a_trial_reports_every_epoch_and_keeps_best_and_latest(
     assert outcome["best_val_acc"] == best.val_acc
     best_epoch_val = next(e["val_acc"] for e in epochs if e["epoch"] == best.epoch)
     assert f"{best_epoch_val:.4f}" == f"{best.val_acc:.4f}"
-    assert sorted(outcome["checkpoints"]) == sorted(
-        str(f.relative_to(worker_env)) for f in files
-    )
+    assert sorted(outcome["checkpoints"]) == sorted(str(f.relative_to(worker_env)) for f in files)
 
 
 def test_keep_all_keeps_one_checkpoint_per_epoch(redis: Redis, worker_env: Path) -> None:
@@ -113,9 +112,7 @@ def test_a_rerun_resumes_from_the_latest_checkpoint(redis: Redis, worker_env: Pa
     assert second["checkpoints"] == first["checkpoints"]
 
 
-def test_a_finished_trial_is_reported_again_not_retrained(
-    redis: Redis, worker_env: Path
-) -> None:
+def test_a_finished_trial_is_reported_again_not_retrained(redis: Redis, worker_env: Path) -> None:
     first = run_trial(trial_job())
     redis.delete(EVENT_STREAM)
     second = run_trial(trial_job())

@@ -1,0 +1,144 @@
+"""docker-compose.yml, checked without Docker: its structure, then each service's command run
+as a local process with the file's environment (service hosts mapped to 127.0.0.1, ports to
+free ones, volumes to folders), and a small sweep through it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from master.db import Database
+from master.models import Base
+from tests.master.factories import example_spec
+from tests.servers import REPO, Processes, free_port, http, redis_server_binary, wait_for
+
+pytestmark = pytest.mark.slow
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+
+
+def test_the_compose_file_has_every_part() -> None:
+    assert {"redis", "postgres", "master", "worker"} <= set(SERVICES)
+    assert "--appendonly" in SERVICES["redis"]["command"]
+    for name in ("master", "worker"):
+        assert "checkpoints:/checkpoints" in SERVICES[name]["volumes"]
+        assert SERVICES[name]["build"] == "."
+    assert "checkpoints" in COMPOSE["volumes"]
+    for name in ("redis", "postgres", "master"):
+        assert SERVICES[name]["healthcheck"]["test"], name
+    worker_env = SERVICES["worker"]["environment"]
+    assert set(worker_env) == {"REDIS_URL", "CHECKPOINT_DIR"}  # no database credentials
+    assert SERVICES["worker"]["deploy"]["replicas"] >= 2
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "pip install" in dockerfile and "USER hpsearch" in dockerfile
+
+
+def expand(value: str) -> str:
+    """Compose's ${VAR:-default} substitution, from this process's environment."""
+    return re.sub(
+        r"\$\{(\w+)(?::-([^}]*))?\}",
+        lambda m: os.environ.get(m[1]) or (m[2] or ""),
+        value,
+    )
+
+
+def local_command(command: list[str], ports: dict[str, int]) -> list[str]:
+    """The service's command for this machine: hpsearch through this Python, its port a
+    free one, listening on loopback."""
+    if command[0] == "hpsearch":
+        command = [sys.executable, "-m", "master.cli", *command[1:]]
+    out = []
+    for i, arg in enumerate(command):
+        previous = command[i - 1] if i else ""
+        if previous == "--host":
+            arg = "127.0.0.1"
+        elif previous == "--port" and arg in ports:
+            arg = str(ports[arg])
+        out.append(arg)
+    return out
+
+
+def local_environment(
+    service: dict[str, Any], hosts: dict[str, str], volumes: dict[str, Path], database: str
+) -> dict[str, str]:
+    env = {k: expand(str(v)) for k, v in (service.get("environment") or {}).items()}
+    for key, value in env.items():
+        for host, local in hosts.items():
+            value = value.replace(host, local)
+        for mount, folder in volumes.items():
+            if value == mount:
+                value = str(folder)
+        env[key] = value
+    if "DATABASE_URL" in env:
+        # PostgreSQL runs here already (CI) or not at all: its database, or SQLite.
+        env["DATABASE_URL"] = database
+    return env
+
+
+def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
+    test_database = os.environ.get("HPSEARCH_TEST_DATABASE_URL")
+    if test_database:
+        db = Database(test_database)
+        Base.metadata.drop_all(db.engine)
+        db.dispose()
+    database = test_database or f"sqlite:///{tmp_path / 'hpsearch.db'}"
+    redis_port, master_port = free_port(), free_port()
+    hosts = {"redis:6379": f"127.0.0.1:{redis_port}", "postgres:5432": "127.0.0.1:5432"}
+    volumes = {"/checkpoints": tmp_path / "checkpoints", "/data": tmp_path / "redis"}
+    (tmp_path / "redis").mkdir()
+    processes = Processes(tmp_path / "logs", {})
+    try:
+        redis_command = [
+            redis_server_binary() if arg == "redis-server" else str(volumes.get(arg, arg))
+            for arg in SERVICES["redis"]["command"]
+        ]
+        redis_command += ["--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+        processes.start("redis", redis_command)
+        master = SERVICES["master"]
+        processes.start(
+            "master",
+            local_command(master["command"], {"8000": master_port}),
+            **local_environment(master, hosts, volumes, database),
+        )
+        health = [
+            arg.replace("127.0.0.1:8000", f"127.0.0.1:{master_port}")
+            for arg in master["healthcheck"]["test"][1:]
+        ]
+        health[0] = sys.executable if health[0] == "python" else health[0]
+        wait_for(lambda: subprocess.run(health).returncode == 0, 60, "the master healthcheck")
+
+        worker = SERVICES["worker"]
+        for i in range(worker["deploy"]["replicas"]):
+            processes.start(
+                f"worker-{i}",
+                local_command(worker["command"], {}),
+                **local_environment(worker, hosts, volumes, database),
+            )
+        url = f"http://127.0.0.1:{master_port}"
+        code, sweep = http(
+            "POST",
+            url + "/api/sweeps",
+            example_spec(stages=[{"trials": 6, "epochs": 1}, {"trials": 2, "epochs": 2}]),
+        )
+        assert code == 201, sweep
+
+        def finished() -> bool:
+            return bool(http("GET", f"{url}/api/sweeps/{sweep['id']}")[1]["status"] == "finished")
+
+        wait_for(finished, 120, "the sweep to finish", interval=0.2)
+        _, board = http("GET", f"{url}/api/leaderboard?sweep={sweep['id']}")
+        assert board["count"] >= 1
+        best = board["data"][0]
+        assert all((tmp_path / "checkpoints" / path).is_file() for path in best["checkpoints"])
+    except AssertionError:
+        print(processes.log_tail())
+        raise
+    finally:
+        processes.stop_all()
