@@ -16,7 +16,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from master.models import (
-    FINAL_STATUSES,
     Stage,
     StageStatus,
     Sweep,
@@ -173,7 +172,3 @@ def stage_counts(session: Session, sweep_id: int) -> dict[int, Counter[str]]:
     for stage_index, status, count in rows:
         counts.setdefault(stage_index, Counter())[status] = count
     return counts
-
-
-def is_final(status: str) -> bool:
-    return status in FINAL_STATUSES

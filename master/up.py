@@ -94,7 +94,7 @@ class _Supervisor:
         self.processes: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop_all
+        log = open(self.logs / f"{name}.log", "ab")  # closed in stop_all
         process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )

@@ -95,7 +95,7 @@ class Processes:
         return self.start(name, [sys.executable, "-m", "master.cli", *args], **env)
 
     def start(self, name: str, command: list[str], **env: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it
+        log = open(self.logs / f"{name}.log", "ab")  # the child keeps its own copy
         process = subprocess.Popen(
             command,
             env={**os.environ, **self.env, **env},

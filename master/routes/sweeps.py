@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, status
 from fastapi import Path as PathParam
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from core.data import parse_dataset_spec
@@ -17,6 +19,7 @@ from master.spec import SpecError, SweepSpec, parse_sweep_spec
 from master.sweeps import NotFound, cancel_sweep, create_sweep
 from master.views import sweep_public, trial_public
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 SweepId = Annotated[int, PathParam(ge=1, le=2**53, description="sweep id")]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -48,8 +51,8 @@ def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep
         sweep_id = sweep.id
     try:
         services.scheduler.enqueue_pending()
-    except Exception:  # noqa: BLE001 - Redis down: the scheduler enqueues once it is back
-        pass
+    except RedisError:  # stored all the same: the scheduler enqueues once Redis is back
+        log.warning("sweep %d stored; its trials wait for Redis", sweep_id)
     with services.db.reading() as session:
         return sweep_public(session, _get_sweep(session, sweep_id))
 
