@@ -21,13 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     up = subparsers.add_parser(
         "up",
-        help="run everything on this machine: Redis, master, workers, dashboard",
-        description="Start an embedded Redis, the master (SQLite under --data-dir), N workers "
-        "and the dashboard; Ctrl-C or SIGTERM stops them all.",
+        help="run everything on this machine: Redis, the master and workers",
+        description="Start an embedded Redis, the master (SQLite under --data-dir) and N "
+        "workers; Ctrl-C or SIGTERM stops them all.",
     )
-    up.add_argument("--workers", type=int, default=None, help="workers (default: CPU count)")
+    up.add_argument(
+        "--workers", type=_count, default=None, help="workers (default: CPU count; 0 for none)"
+    )
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help="master port")
-    up.add_argument("--dashboard-port", type=int, default=None, help="default: port + 1")
     up.add_argument("--redis-port", type=int, default=0, help="default: a free port")
     up.add_argument("--data-dir", default="hpsearch-data", help="database, checkpoints, Redis")
     up.set_defaults(run=run_up)
@@ -46,6 +47,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     submit.add_argument("--watch", action="store_true", help="follow the sweep until it ends")
     submit.set_defaults(run=run_submit)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def run_master(args: argparse.Namespace) -> int:
