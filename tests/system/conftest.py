@@ -13,7 +13,7 @@ from redis import Redis
 
 from master.db import Database
 from master.models import Base
-from tests.servers import Processes, answers, free_port, http, redis_server, wait_for
+from tests.servers import Processes, free_port, http, http_answers, redis_server, wait_for
 
 FINAL = {"finished", "exploded", "failed", "stopped"}
 
@@ -88,7 +88,7 @@ def system(
         url = f"http://127.0.0.1:{port}"
         try:
             processes.hpsearch("master", "master", "--port", str(port))
-            wait_for(lambda: answers(url + "/api/health"), 30, "the master to answer")
+            wait_for(lambda: http_answers(url + "/api/health"), 30, "the master to answer")
             for i in range(2):
                 processes.hpsearch(f"worker-{i}", "worker", "--name", f"w{i}-{request.param}")
             redis = Redis.from_url(redis_url)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.master.factories import example_spec
-from tests.servers import REPO, answers, free_port, http, wait_for
+from tests.servers import REPO, free_port, http, http_answers, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_up_runs_a_sweep_and_stops_everything(tmp_path: Path, signum: int) -> No
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        wait_for(lambda: answers(url + "/api/health"), 60, "hpsearch up's master")
+        wait_for(lambda: http_answers(url + "/api/health"), 60, "hpsearch up's master")
         spec = example_spec(
             model={"hidden_sizes": [300, 300]},
             fixed={"update": "sgd", "batch_size": 10},
