@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from redis import Redis
@@ -93,11 +94,7 @@ class Scheduler:
             pipe.xack(EVENT_STREAM, GROUP, *ids)
             pipe.xdel(EVENT_STREAM, *ids)
             pipe.execute()
-        for sweep_id in ended_sweeps:
-            with self.db.writing() as session:
-                advance_if_stage_done(session, sweep_id)
-        if ended_sweeps:
-            self.enqueue_pending()
+        self.advance(ended_sweeps)
         return len(entries)
 
     def _apply(self, entries: list[tuple[Any, dict[Any, Any]]]) -> set[int]:
@@ -139,6 +136,16 @@ class Scheduler:
         self._pending_done = False
 
     # -- queueing ---------------------------------------------------------------------------
+
+    def advance(self, sweep_ids: Iterable[int]) -> None:
+        """After trials of these sweeps ended: start each next stage that is due, and queue
+        its trials."""
+        advanced = False
+        for sweep_id in sweep_ids:
+            with self.db.writing() as session:
+                advanced |= advance_if_stage_done(session, sweep_id)
+        if advanced:
+            self.enqueue_pending()
 
     def enqueue_pending(self) -> int:
         """Give every queued trial of a running sweep that has no job one; returns how many."""
@@ -201,17 +208,16 @@ class Scheduler:
         self.requeue_lost()
         StartedJobRegistry(queue=self.queue.queue).cleanup()
         failed = FailedJobRegistry(queue=self.queue.queue)
+        ended: set[int] = set()
         for rq_id in failed.get_job_ids():
             parsed = parse_job_id(rq_id)
-            job = self.queue.fetch(rq_id)
             if parsed is not None:
                 with self.db.writing() as session:
-                    sweep_id = self._mark_failed_job(session, parsed, job)
+                    sweep_id = self._mark_failed_job(session, parsed, self.queue.fetch(rq_id))
                 if sweep_id is not None:
-                    with self.db.writing() as session:
-                        advance_if_stage_done(session, sweep_id)
+                    ended.add(sweep_id)
             failed.remove(rq_id)
-        self.enqueue_pending()
+        self.advance(ended)
 
     @staticmethod
     def _mark_failed_job(session: Session, parsed: tuple[int, int], job: Any) -> int | None:

@@ -12,7 +12,7 @@ from master.models import Trial, TrialStatus, utcnow
 from master.routes.sweeps import ERRORS
 from master.schemas import TrialDetail
 from master.services import ServicesDep, TokenDep
-from master.sweeps import Conflict, NotFound, advance_if_stage_done
+from master.sweeps import Conflict, NotFound
 from master.views import trial_detail
 
 router = APIRouter(prefix="/api/trials", tags=["trials"])
@@ -49,9 +49,7 @@ def stop_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
     if job_id:
         services.queue.cancel([job_id])
     if sweep_id is not None:  # the stage may be complete now
-        with services.db.writing() as session:
-            advance_if_stage_done(session, sweep_id)
-        services.scheduler.enqueue_pending()
+        services.scheduler.advance([sweep_id])
     with services.db.reading() as session:
         return trial_detail(_get_trial(session, trial_id))
 
