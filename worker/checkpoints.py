@@ -27,11 +27,13 @@ def best_of(checkpoints: list[tuple[Path, CheckpointName]]) -> tuple[Path, Check
     return max(checkpoints, key=lambda item: (item[1].val_acc, -item[1].epoch))
 
 
-def prune(directory: Path, trial_id: int, latest: Path) -> list[Path]:
-    """Delete all but the best and the latest checkpoint; return those kept."""
-    checkpoints = trial_checkpoints(directory, trial_id)
+def prune(
+    checkpoints: list[tuple[Path, CheckpointName]], latest: Path
+) -> list[tuple[Path, CheckpointName]]:
+    """Delete all of a trial's `checkpoints` but the best and the `latest`; return those kept,
+    oldest epoch first."""
     keep = {latest, best_of(checkpoints)[0]}
     for path, _ in checkpoints:
         if path not in keep:
             path.unlink(missing_ok=True)
-    return sorted(keep)
+    return [item for item in checkpoints if item[0] in keep]

@@ -19,7 +19,7 @@ import numpy as np
 from redis import Redis
 from rq import get_current_job
 
-from core.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointName, checkpoint_name, load_checkpoint, save_checkpoint
 from core.config import TrainConfig
 from core.data import Dataset
 from core.messages import (
@@ -75,7 +75,7 @@ def _train_trial(
     )
     data = DATASETS.get(trial.dataset, config.dtype)
     directory = checkpoint_dir / trial.checkpoint_subdir
-    writer = _CheckpointWriter(trial, checkpoint_dir, directory, data, reporter)
+    writer = _CheckpointWriter(trial, checkpoint_dir, directory, reporter)
     model, state = _resume_or_start(trial, directory, config, data)
     reporter.send(
         EventKind.STARTED,
@@ -146,21 +146,15 @@ class _StopFlag:
 class _CheckpointWriter:
     """Writes a checkpoint at every epoch end (and at an early end), prunes, and reports."""
 
-    def __init__(
-        self,
-        trial: TrialJob,
-        root: Path,
-        directory: Path,
-        data: Dataset,
-        reporter: _Reporter,
-    ) -> None:
+    def __init__(self, trial: TrialJob, root: Path, directory: Path, reporter: _Reporter) -> None:
         self.trial = trial
         self.root = root
         self.directory = directory
-        self.data = data
         self.reporter = reporter
         self.last_iteration = -1
-        self.reported_epochs = 0
+        # The trial's files as of the last write (one directory listing per epoch); None
+        # until this attempt writes one.
+        self.checkpoints: list[tuple[Path, CheckpointName]] | None = None
 
     def epoch(self, model: FullyConnectedNet, state: TrainState) -> None:
         history = state.history
@@ -187,15 +181,19 @@ class _CheckpointWriter:
         path = save_checkpoint(
             self.directory / name, model, state, extra={"trial": self.trial.to_dict()}
         )
+        checkpoints = trial_checkpoints(self.directory, self.trial.trial_id)
         if self.trial.keep_checkpoints != "all":
-            prune(self.directory, self.trial.trial_id, path)
+            checkpoints = prune(checkpoints, path)
+        self.checkpoints = checkpoints
         self.last_iteration = state.iteration
 
     def _files(self) -> dict[str, Any]:
-        checkpoints = trial_checkpoints(self.directory, self.trial.trial_id)
+        checkpoints = self.checkpoints
+        if checkpoints is None:  # e.g. a final trial reported again: what an earlier run wrote
+            checkpoints = trial_checkpoints(self.directory, self.trial.trial_id)
         if not checkpoints:
             return {"checkpoints": [], "best_val_acc": None, "best_epoch": None}
-        best_path, best = best_of(checkpoints)
+        _, best = best_of(checkpoints)
         return {
             "checkpoints": [str(p.relative_to(self.root)) for p, _ in checkpoints],
             "best_val_acc": best.val_acc,
