@@ -113,11 +113,16 @@ def parse_sweep_spec(data: Any, max_trials: int = DEFAULT_MAX_TRIALS) -> SweepSp
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(describe_errors(exc)) from None
+    check_trial_budget(spec, max_trials)
+    return spec
+
+
+def check_trial_budget(spec: SweepSpec, max_trials: int) -> None:
+    """The one check a validated spec still needs: its stages fit the configured maximum."""
     if spec.total_trials > max_trials:
         raise SpecError(
             [f"stages: {spec.total_trials} trials in all, more than the maximum of {max_trials}"]
         )
-    return spec
 
 
 _FIELD_PREFIX = re.compile(r"^(\w+(?:\.\w+)*): (.*)$")

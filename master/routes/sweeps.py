@@ -15,7 +15,7 @@ from core.data import parse_dataset_spec
 from master.models import Sweep, SweepStatus, Trial, TrialStatus
 from master.schemas import Message, SweepPublic, SweepsPublic, TrialsPublic
 from master.services import ServicesDep, TokenDep
-from master.spec import SpecError, SweepSpec, parse_sweep_spec
+from master.spec import SpecError, SweepSpec, check_trial_budget
 from master.sweeps import NotFound, cancel_sweep, create_sweep
 from master.views import sweep_public, trial_public
 
@@ -44,7 +44,7 @@ TRIAL_SORTS = {
 )
 def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep) -> SweepPublic:
     """Submit a sweep: its first stage's trials are sampled and queued at once."""
-    spec = parse_sweep_spec(spec.model_dump(mode="json"), services.settings.max_trials)
+    check_trial_budget(spec, services.settings.max_trials)  # FastAPI validated the rest
     _check_dataset_reachable(spec.dataset)
     with services.db.writing() as session:
         sweep = create_sweep(session, spec)
