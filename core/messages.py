@@ -5,6 +5,9 @@
 - Workers report on trials as `TrialEvent`s appended to one Redis Stream (EVENT_STREAM); the
   master reads it with a consumer group and acknowledges an event after its database commit.
 - A user's stop request is a flag key (`stop_key`) that the running trial polls.
+- A running trial holds a lease (`lease_key`, value: its job id) that its worker renews every
+  LEASE_RENEW_SECONDS; the master takes a running trial whose lease expired for one whose
+  worker died, and re-queues it.
 
 Non-finite floats (an exploding cost) travel as null: JSON has no NaN and PostgreSQL's JSON
 type refuses it.
@@ -21,6 +24,8 @@ from typing import Any
 EVENT_STREAM = "hpsearch:events"
 EVENT_FIELD = "event"
 STOP_TTL_SECONDS = 7 * 24 * 3600
+LEASE_SECONDS = 5  # a dead worker's trial is re-queued this long (plus a master pass) after
+LEASE_RENEW_SECONDS = 1.0
 
 
 def stop_key(trial_id: int) -> str:
@@ -29,6 +34,10 @@ def stop_key(trial_id: int) -> str:
 
 def sweep_stop_key(sweep_id: int) -> str:
     return f"hpsearch:stop:sweep:{sweep_id}"
+
+
+def lease_key(trial_id: int) -> str:
+    return f"hpsearch:lease:trial:{trial_id}"
 
 
 def job_id(trial_id: int, attempt: int) -> str:

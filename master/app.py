@@ -28,9 +28,9 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = True) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.build(settings)
         settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        services.db.create_tables()
-        app.state.services = services
         stopping = threading.Event()
+        services.db.wait_and_create_tables(stopping)
+        app.state.services = services
         thread = threading.Thread(
             target=services.scheduler.run, args=(stopping,), name="scheduler", daemon=True
         )

@@ -10,6 +10,7 @@ mean "the database cannot be reached" become DatabaseUnavailable, which the API 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from master.models import Base
 
 log = logging.getLogger(__name__)
 BUSY_TIMEOUT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -41,6 +43,20 @@ class Database:
     def create_tables(self) -> None:
         with _unavailable_as_error():
             Base.metadata.create_all(self.engine)
+
+    def wait_and_create_tables(self, stopping: threading.Event, max_backoff: float = 5.0) -> bool:
+        """Create the tables, waiting with back-off while the database cannot be reached (a
+        master may start before its database). Returns False if `stopping` was set first."""
+        backoff = 0.2
+        while not stopping.is_set():
+            try:
+                self.create_tables()
+                return True
+            except DatabaseUnavailable as exc:
+                log.warning("%s; retrying in %.1f s", exc, backoff)
+                stopping.wait(backoff)
+                backoff = min(backoff * 2, max_backoff)
+        return False
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -86,7 +102,10 @@ def _unavailable_as_error() -> Iterator[None]:
 def _create_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        # Pre-ping: a connection the server dropped (a restart) is replaced, not handed out.
+        # A connect timeout: an unreachable server answers 503 in seconds, not minutes.
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if "psycopg" in url else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(

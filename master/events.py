@@ -3,6 +3,10 @@
 Every event is applied idempotently, because the master re-reads the events it had not
 acknowledged when it crashed: an epoch is stored once per (trial, epoch), a final status is
 never overwritten, and events from an earlier attempt at a trial are ignored.
+
+A trial whose worker shut down mid-trial ends INTERRUPTED: it goes back to the queue (the
+scheduler gives it a new attempt, which resumes from its checkpoint), unless its sweep was
+cancelled meanwhile.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.messages import EventKind, TrialEvent
-from master.models import Trial, TrialEpoch, TrialStatus, utcnow
+from master.models import Sweep, SweepStatus, Trial, TrialEpoch, TrialStatus, utcnow
 
+INTERRUPTED = "interrupted"
 _ENDED_STATUSES = {
     "finished": TrialStatus.FINISHED,
     "exploded": TrialStatus.EXPLODED,
@@ -41,6 +46,16 @@ def apply_event(session: Session, event: TrialEvent) -> int | None:
         _update_files(trial, data)
         if trial.best_epoch == float(data["epoch"]):
             trial.train_acc = data["train_acc"]  # beside best_val_acc: the overfitting gap
+    elif event.kind is EventKind.ENDED and data.get("status") == INTERRUPTED:
+        _update_files(trial, data)
+        sweep = session.get(Sweep, trial.sweep_id)
+        if sweep is not None and sweep.status == SweepStatus.RUNNING:
+            requeue(trial, f"{data.get('reason') or 'the worker shut down'}; re-queued")
+            return None
+        trial.status = TrialStatus.STOPPED
+        trial.reason = "sweep cancelled"
+        trial.finished_at = utcnow()
+        return trial.sweep_id
     elif event.kind is EventKind.ENDED:
         trial.status = _ENDED_STATUSES.get(data.get("status", ""), TrialStatus.FAILED)
         trial.reason = data.get("reason")
@@ -81,3 +96,12 @@ def _update_files(trial: Trial, data: dict[str, Any]) -> None:
         trial.checkpoints = data["checkpoints"]
         trial.best_val_acc = data.get("best_val_acc")
         trial.best_epoch = data.get("best_epoch")
+
+
+def requeue(trial: Trial, reason: str) -> None:
+    """Put a trial back in the queue; the scheduler enqueues it as a new attempt, which
+    resumes from the trial's latest checkpoint."""
+    trial.status = TrialStatus.QUEUED
+    trial.job_id = None
+    trial.worker = None
+    trial.reason = reason

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 
 from redis import Redis
 from rq import Queue
-from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -74,10 +73,3 @@ class TrialQueue:
                 for key in keys:
                     pipe.set(key, 1, ex=STOP_TTL_SECONDS)
                 pipe.execute()
-
-    def force_stop(self, rq_id: str) -> None:
-        """Kill a running job's work horse (for a trial that did not honour its flag)."""
-        try:
-            send_stop_job_command(self.redis, rq_id, serializer=JSONSerializer)
-        except (InvalidJobOperation, NoSuchJobError):
-            pass

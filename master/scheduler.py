@@ -6,8 +6,14 @@ keep RQ and the database in step.
   had read but not acknowledged, so a master crash loses no event.
 - Trials are committed before they are enqueued (master.sweeps); `enqueue_pending` queues
   every trial that has no job yet, and re-queues a queued trial whose job Redis lost.
-- `reconcile` turns jobs RQ marked failed (a killed or crashed work horse) into failed or
-  stopped trials, and runs RQ's clean-up of jobs whose worker died.
+- `requeue_dead` re-queues running trials whose worker died: each running trial holds a
+  lease its worker renews every second (worker.runner); once it expires the trial gets a new
+  attempt, which resumes from its latest checkpoint. Detection takes the lease's
+  LEASE_SECONDS plus one reconcile period. It only runs once every event in the stream is
+  applied, so a trial that ended, but whose ENDED event is still unread, is never taken for
+  a dead one.
+- `reconcile` turns jobs RQ marked failed into failed or stopped trials, and runs RQ's
+  clean-up of jobs whose worker died.
 Redis or database outages are retried with back-off; nothing is acknowledged meanwhile.
 """
 
@@ -25,9 +31,18 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.messages import EVENT_STREAM, TrialEvent, TrialJob, job_id, parse_job_id
+from core.messages import (
+    EVENT_STREAM,
+    LEASE_SECONDS,
+    EventKind,
+    TrialEvent,
+    TrialJob,
+    job_id,
+    lease_key,
+    parse_job_id,
+)
 from master.db import Database, DatabaseUnavailable
-from master.events import apply_event
+from master.events import INTERRUPTED, apply_event, requeue
 from master.models import Sweep, SweepStatus, Trial, TrialStatus, utcnow
 from master.queueing import TrialQueue
 from master.sweeps import advance_if_stage_done
@@ -50,6 +65,9 @@ class Scheduler:
         self.reconcile_seconds = reconcile_seconds
         self._group_ready = False
         self._pending_done = False
+        self._caught_up = False  # the last read found fewer new events than a batch
+        # After a Redis outage the workers need a moment to renew their leases.
+        self._check_leases_after = 0.0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -67,6 +85,9 @@ class Scheduler:
             except (RedisError, DatabaseUnavailable, OSError) as exc:
                 log.warning("scheduler: %s; retrying in %.1f s", exc, backoff)
                 self._group_ready = False
+                self._caught_up = False
+                if isinstance(exc, RedisError):
+                    self._check_leases_after = time.monotonic() + LEASE_SECONDS + 1
                 stopping.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             except Exception:  # never let one bad pass end the loop
@@ -86,24 +107,27 @@ class Scheduler:
         if start_id == "0" and not entries:
             self._pending_done = True
             return 0
+        self._caught_up = start_id == ">" and len(entries) < BATCH
         if not entries:
             return 0
-        ended_sweeps = self._apply(entries)
-        ids = [entry_id for entry_id, _ in entries]
-        with self.redis.pipeline() as pipe:
-            pipe.xack(EVENT_STREAM, GROUP, *ids)
-            pipe.xdel(EVENT_STREAM, *ids)
-            pipe.execute()
-        self.advance(ended_sweeps)
-        return len(entries)
-
-    def _apply(self, entries: list[tuple[Any, dict[Any, Any]]]) -> set[int]:
         events = []
         for entry_id, fields in entries:
             try:
                 events.append(TrialEvent.from_fields(fields))
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("dropping malformed event %s: %s", entry_id, exc)
+        ended_sweeps = self._apply(events)
+        ids = [entry_id for entry_id, _ in entries]
+        with self.redis.pipeline() as pipe:
+            pipe.xack(EVENT_STREAM, GROUP, *ids)
+            pipe.xdel(EVENT_STREAM, *ids)
+            pipe.execute()
+        self.advance(ended_sweeps)
+        if any(e.kind is EventKind.ENDED and e.data.get("status") == INTERRUPTED for e in events):
+            self.enqueue_pending()
+        return len(entries)
+
+    def _apply(self, events: list[TrialEvent]) -> set[int]:
         try:
             with self.db.writing() as session:
                 return {s for event in events if (s := apply_event(session, event)) is not None}
@@ -203,7 +227,39 @@ class Scheduler:
 
     # -- reconciling with RQ ----------------------------------------------------------------
 
+    def requeue_dead(self) -> int:
+        """Re-queue the running trials whose lease expired (their worker died); returns how
+        many."""
+        if not self._caught_up or time.monotonic() < self._check_leases_after:
+            return 0
+        with self.db.reading() as session:
+            running = session.scalars(
+                select(Trial.id).where(Trial.status == TrialStatus.RUNNING)
+            ).all()
+        if not running:
+            return 0
+        with self.redis.pipeline(transaction=False) as pipe:
+            for trial_id in running:
+                pipe.exists(lease_key(trial_id))
+            held = pipe.execute()
+        dead = [trial_id for trial_id, alive in zip(running, held, strict=True) if not alive]
+        if not dead:
+            return 0
+        with self.db.writing() as session:
+            trials = session.scalars(
+                select(Trial)
+                .where(Trial.id.in_(dead), Trial.status == TrialStatus.RUNNING)
+                .with_for_update()
+            ).all()
+            for trial in trials:
+                reason = f"worker {trial.worker} stopped answering at epoch {trial.epochs_done:g}"
+                log.warning("trial %s: %s; re-queued", trial.id, reason)
+                requeue(trial, f"{reason}; re-queued")
+        self.enqueue_pending()
+        return len(trials)
+
     def reconcile(self) -> None:
+        self.requeue_dead()
         self.enqueue_pending()
         self.requeue_lost()
         StartedJobRegistry(queue=self.queue.queue).cleanup()

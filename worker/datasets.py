@@ -1,7 +1,7 @@
 """Datasets, loaded once per worker process and shared by every trial it runs.
 
-The worker loads a job's dataset in its main process before it forks the work horse (see
-worker.runner), so every horse inherits the arrays instead of loading them again.
+Trials run in the worker's own process (worker.runner), so a dataset is read and
+preprocessed by the first trial that needs it and reused by every later one.
 """
 
 from __future__ import annotations
@@ -23,5 +23,5 @@ class DatasetCache:
         return len(self._loaded)
 
 
-# One per process on purpose: it is what lets a forked work horse reuse its parent's arrays.
+# One per worker process: every trial the worker runs shares it.
 DATASETS = DatasetCache()

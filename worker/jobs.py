@@ -4,7 +4,13 @@
 trial does: an exploding cost, a stop request or an exception in training are outcomes it
 reports in an ENDED event (the master records them). It resumes from the trial's latest
 checkpoint when one exists, so a trial re-queued after its worker died continues where it
-was; a trial whose latest checkpoint is final is reported again, not trained again.
+was; a trial whose latest checkpoint is final is reported again, not trained again. A resumed
+trial re-sends the EPOCH events of the epochs its checkpoint holds (the master stores each
+epoch once), so its history has no gap even when the worker died between writing a
+checkpoint and reporting its epoch.
+
+Redis going away does not fail a trial: events are re-sent with back-off until Redis is back,
+and a stop poll that cannot reach Redis is skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import get_current_job
 
 from core.checkpoint import CheckpointName, checkpoint_name, load_checkpoint, save_checkpoint
@@ -36,10 +43,13 @@ from core.state import TrainState, TrainStatus
 from core.trainer import build_model, new_state, train
 from worker.checkpoints import best_of, prune, trial_checkpoints
 from worker.datasets import DATASETS
+from worker.lifecycle import SHUTTING_DOWN, SUPERSEDED
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # a stop request ends the trial within this, plus one iteration
+MAX_SEND_BACKOFF_SECONDS = 5.0
+INTERRUPTED = "interrupted"  # the worker shut down mid-trial: the master re-queues the trial
 
 
 def run_trial(job: dict[str, Any]) -> dict[str, Any]:
@@ -52,11 +62,13 @@ def run_trial(job: dict[str, Any]) -> dict[str, Any]:
     attempt = parsed[1] if parsed else 0
     worker_name = (rq_job.worker_name if rq_job is not None else None) or socket.gethostname()
     reporter = _Reporter(redis, trial.trial_id, attempt)
-    stop = _StopFlag(redis, trial)
+    stop = _StopFlag(redis, trial, rq_job.id if rq_job is not None else None)
     if stop():
-        return reporter.ended(TrainStatus.STOPPED.value, reason="stopped before it started")
+        return stop.outcome(reporter, "before it started")
     try:
         return _train_trial(trial, settings.checkpoint_dir, reporter, stop, worker_name)
+    except SystemExit:  # RQ's cold stop: the trial was not at fault, let the master re-queue it
+        return reporter.ended(INTERRUPTED, reason="the worker was stopped")
     except Exception as exc:  # a trial's failure is an outcome to record, not a worker crash
         log.exception("trial %s failed", trial.trial_id)
         return reporter.ended("failed", reason=f"{type(exc).__name__}: {exc}")
@@ -81,12 +93,18 @@ def _train_trial(
         EventKind.STARTED,
         {"worker": worker, "host": socket.gethostname(), "resumed_from_epoch": state.epoch},
     )
+    for k in range(len(state.history.epoch)):  # what the checkpoint holds, in case it was lost
+        writer.report_epoch(state, k)
     if state.status is not TrainStatus.RUNNING:
-        return writer.report_end(state)
+        return writer.report_end(state, stop)
+    started = time.perf_counter()
     state = train(model, data, config, state=state, should_stop=stop, on_epoch_end=writer.epoch)
+    writer.train_seconds = time.perf_counter() - started
+    if stop.superseded:
+        return {"status": "superseded"}  # a newer attempt owns the trial and its files
     if state.iteration != writer.last_iteration:  # ended within an epoch: keep where it was
         writer.write(model, state, _accuracy(model, data))
-    return writer.report_end(state)
+    return writer.report_end(state, stop)
 
 
 def _resume_or_start(
@@ -96,7 +114,12 @@ def _resume_or_start(
     if existing:
         checkpoint = load_checkpoint(existing[-1][0])
         if checkpoint.state.config == config:
-            return checkpoint.model, checkpoint.state
+            state = checkpoint.state
+            if state.status is TrainStatus.STOPPED:
+                # Stopped by a worker shutdown (a user's stop is caught by the stop flag
+                # before this): go on from where it was.
+                state.status = TrainStatus.RUNNING
+            return checkpoint.model, state
         log.warning("trial %s: checkpoint config differs; starting over", trial.trial_id)
     model = build_model(config, data)
     return model, new_state(config, model, len(data.X_train))
@@ -108,7 +131,7 @@ def _accuracy(model: FullyConnectedNet, data: Dataset) -> float:
 
 
 class _Reporter:
-    """Appends this trial's events to the stream."""
+    """Appends this trial's events to the stream, waiting out a Redis outage."""
 
     def __init__(self, redis: Redis, trial_id: int, attempt: int) -> None:
         self.redis = redis
@@ -116,8 +139,18 @@ class _Reporter:
         self.attempt = attempt
 
     def send(self, kind: EventKind, data: dict[str, Any]) -> None:
-        event = TrialEvent(kind, self.trial_id, self.attempt, data)
-        self.redis.xadd(EVENT_STREAM, event.to_fields())  # type: ignore[arg-type]
+        fields = TrialEvent(kind, self.trial_id, self.attempt, data).to_fields()
+        backoff = 0.1
+        while True:
+            try:
+                self.redis.xadd(EVENT_STREAM, fields)  # type: ignore[arg-type]
+                return
+            except RedisError as exc:
+                # An event is never dropped: the master needs every one to account for
+                # the trial. A worker that cannot reach Redis has nothing better to do.
+                log.warning("trial %s: cannot send %s (%s); retrying", self.trial_id, kind, exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_SEND_BACKOFF_SECONDS)
 
     def ended(self, status: str, **data: Any) -> dict[str, Any]:
         outcome = {"status": status, **data}
@@ -126,21 +159,42 @@ class _Reporter:
 
 
 class _StopFlag:
-    """should_stop() for the trainer: polls the trial's and its sweep's stop keys, at most
-    every STOP_POLL_SECONDS, so that a stop costs microseconds per iteration."""
+    """should_stop() for the trainer. True once the user stopped the trial or its sweep (keys
+    polled at most every STOP_POLL_SECONDS, so a stop costs microseconds per iteration), the
+    worker is shutting down, or a newer attempt took the trial over."""
 
-    def __init__(self, redis: Redis, trial: TrialJob) -> None:
+    def __init__(self, redis: Redis, trial: TrialJob, job_id: str | None) -> None:
         self.redis = redis
         self.keys = (stop_key(trial.trial_id), sweep_stop_key(trial.sweep_id))
+        self.job_id = job_id
         self.next_poll = 0.0
-        self.stopped = False
+        self.requested = False
+
+    @property
+    def interrupted(self) -> bool:
+        return SHUTTING_DOWN.is_set()
+
+    @property
+    def superseded(self) -> bool:
+        return self.job_id in SUPERSEDED
 
     def __call__(self) -> bool:
         now = time.monotonic()
-        if not self.stopped and now >= self.next_poll:
+        if not self.requested and now >= self.next_poll:
             self.next_poll = now + STOP_POLL_SECONDS
-            self.stopped = bool(self.redis.exists(*self.keys))
-        return self.stopped
+            try:
+                self.requested = bool(self.redis.exists(*self.keys))
+            except RedisError as exc:  # Redis restarting: train on, poll again later
+                log.warning("cannot poll the stop flags: %s", exc)
+        return self.requested or self.interrupted or self.superseded
+
+    def outcome(self, reporter: _Reporter, when: str) -> dict[str, Any]:
+        """The ENDED event of a trial this flag ended before it trained."""
+        if self.superseded:
+            return {"status": "superseded"}
+        if self.requested:
+            return reporter.ended(TrainStatus.STOPPED.value, reason=f"stopped {when}")
+        return reporter.ended(INTERRUPTED, reason=f"the worker shut down {when}")
 
 
 class _CheckpointWriter:
@@ -152,15 +206,21 @@ class _CheckpointWriter:
         self.directory = directory
         self.reporter = reporter
         self.last_iteration = -1
+        self.train_seconds = 0.0  # in the trainer, this attempt: the rest is our overhead
         # The trial's files as of the last write (one directory listing per epoch); None
         # until this attempt writes one.
         self.checkpoints: list[tuple[Path, CheckpointName]] | None = None
 
     def epoch(self, model: FullyConnectedNet, state: TrainState) -> None:
+        self.write(model, state, state.history.val_acc[-1])
+        self.report_epoch(state, len(state.history.epoch) - 1)
+
+    def report_epoch(self, state: TrainState, k: int) -> None:
+        """Send the EPOCH event of the k-th epoch in the state's history."""
         history = state.history
-        self.write(model, state, history.val_acc[-1])
-        k = len(history.epoch) - 1
-        start = round(history.epoch[k - 1] * state.iterations_per_epoch) if k else 0
+        per_epoch = state.iterations_per_epoch
+        start = round(history.epoch[k - 1] * per_epoch) if k else 0
+        end = round(history.epoch[k] * per_epoch)
         self.reporter.send(
             EventKind.EPOCH,
             {
@@ -171,7 +231,7 @@ class _CheckpointWriter:
                 "average_val_acc": float(history.average_val_acc[k]),
                 "learning_rate": float(history.lr[k]),
                 "update_ratio": {n: float(v[k]) for n, v in history.update_ratio.items()},
-                "loss": [float(c) for c in history.loss[start : state.iteration]],
+                "loss": [float(c) for c in history.loss[start:end]],
                 **self._files(),
             },
         )
@@ -200,12 +260,13 @@ class _CheckpointWriter:
             "best_epoch": best.epoch,
         }
 
-    def report_end(self, state: TrainState) -> dict[str, Any]:
+    def report_end(self, state: TrainState, stop: _StopFlag) -> dict[str, Any]:
         history = state.history
         explosion = state.explosion
         outcome: dict[str, Any] = {
             "epochs_done": state.epoch,
             "val_acc": history.val_acc[-1] if history.val_acc else None,
+            "train_seconds": self.train_seconds,
             **self._files(),
         }
         if explosion is not None:
@@ -219,6 +280,9 @@ class _CheckpointWriter:
                 f"cost {explosion.cost:.4g} at iteration {explosion.iteration} is "
                 f"{explosion.ratio:.3g}x the first cost {explosion.initial_cost:.4g}"
             )
+        elif state.status is TrainStatus.STOPPED and not stop.requested and stop.interrupted:
+            outcome["reason"] = f"the worker shut down at epoch {state.epoch:.2f}"
+            return self.reporter.ended(INTERRUPTED, **outcome)
         elif state.status is TrainStatus.STOPPED:
             outcome["reason"] = f"stopped at epoch {state.epoch:.2f}"
         return self.reporter.ended(state.status.value, **outcome)

@@ -62,7 +62,7 @@ def test_up_runs_a_sweep_and_stops_everything(tmp_path: Path, signum: int) -> No
             return bool(trials["count"] == 2)
 
         wait_for(two_running, 60, "two trials running under hpsearch up")
-        assert len(processes_with_marker(marker)) >= 6  # up, redis, master, 2 workers, horses
+        assert len(processes_with_marker(marker)) >= 4  # up, master, 2 workers (and redis)
         up.send_signal(signum)
         output, _ = up.communicate(timeout=60)
     finally:

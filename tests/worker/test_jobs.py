@@ -10,6 +10,7 @@ from redis import Redis
 
 from core.checkpoint import load_checkpoint, parse_checkpoint_name
 from core.messages import EVENT_STREAM, EventKind, TrialEvent, TrialJob, stop_key
+from worker import jobs, lifecycle
 from worker.jobs import run_trial
 
 
@@ -101,20 +102,88 @@ def test_a_rerun_resumes_from_the_latest_checkpoint(redis: Redis, worker_env: Pa
     first = run_trial(trial_job(keep_checkpoints="all"))
     directory = worker_env / "sweep000003" / "stage1"
     latest = max(directory.glob("*.npz"), key=lambda p: parse_checkpoint_name(p).epoch)
+    first_epochs = epoch_events(redis)
     latest.unlink()  # as if the worker died during the last epoch
     redis.delete(EVENT_STREAM)
 
     second = run_trial(trial_job(keep_checkpoints="all"))
     started = events(redis)[0]
     assert started.kind is EventKind.STARTED and started.data["resumed_from_epoch"] == 3.0
-    assert [e.data["epoch"] for e in events(redis) if e.kind is EventKind.EPOCH] == [4.0]
+    # Epochs 1-3 come from the checkpoint (re-sent in case their events were lost), then 4
+    # is trained again: the same numbers as the uninterrupted run.
+    assert without_files(epoch_events(redis)) == without_files(first_epochs)
     assert second["best_val_acc"] == first["best_val_acc"]
     assert second["checkpoints"] == first["checkpoints"]
+
+
+def epoch_events(redis: Redis) -> list[dict[str, Any]]:
+    return [e.data for e in events(redis) if e.kind is EventKind.EPOCH]
+
+
+def without_files(epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    files = ("checkpoints", "best_val_acc", "best_epoch")
+    return [{k: v for k, v in e.items() if k not in files} for e in epochs]
 
 
 def test_a_finished_trial_is_reported_again_not_retrained(redis: Redis, worker_env: Path) -> None:
     first = run_trial(trial_job())
     redis.delete(EVENT_STREAM)
     second = run_trial(trial_job())
-    assert [e.kind for e in events(redis)] == [EventKind.STARTED, EventKind.ENDED]
+    kinds = [e.kind for e in events(redis)]
+    assert kinds == [EventKind.STARTED] + [EventKind.EPOCH] * 4 + [EventKind.ENDED]
     assert second["status"] == "finished" and second["best_val_acc"] == first["best_val_acc"]
+    assert second["train_seconds"] == 0.0  # nothing was trained
+
+
+def test_a_worker_shutdown_interrupts_the_trial_and_a_rerun_ends_as_if_it_had_not(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uninterrupted = run_trial(trial_job(trial_id=7, keep_checkpoints="all"))
+    reference = epoch_events(redis)
+    redis.delete(EVENT_STREAM)
+
+    # The shutdown flag goes up once epoch 1 is reported, as a SIGTERM then would.
+    original_report = jobs._CheckpointWriter.report_epoch
+
+    def report_then_shut_down(self: Any, state: Any, k: int) -> None:
+        original_report(self, state, k)
+        if state.epoch == 1.0:
+            lifecycle.SHUTTING_DOWN.set()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs._CheckpointWriter, "report_epoch", report_then_shut_down)
+        try:
+            outcome = run_trial(trial_job(trial_id=8, keep_checkpoints="all"))
+        finally:
+            lifecycle.SHUTTING_DOWN.clear()
+    assert outcome["status"] == "interrupted"
+    assert outcome["reason"].startswith("the worker shut down at epoch 1.0")
+
+    resumed = run_trial(trial_job(trial_id=8, keep_checkpoints="all"))
+    assert resumed["status"] == "finished"
+    assert resumed["best_val_acc"] == uninterrupted["best_val_acc"]
+    assert resumed["val_acc"] == uninterrupted["val_acc"]
+    epochs = {e["epoch"]: e for e in epoch_events(redis)}  # re-sent ones once per epoch
+    assert without_files(sorted(epochs.values(), key=lambda e: e["epoch"])) == without_files(
+        reference
+    )
+
+
+def test_a_superseded_attempt_ends_without_a_word(redis: Redis, worker_env: Path) -> None:
+    lifecycle.SUPERSEDED.add("trial-42-1")
+    try:
+        outcome = jobs._StopFlag(redis, TrialJob.from_dict(trial_job()), "trial-42-1")
+        assert outcome() is True
+    finally:
+        lifecycle.SUPERSEDED.clear()
+
+
+def test_an_unwritable_checkpoint_directory_fails_the_trial_with_the_reason(
+    redis: Redis, worker_env: Path
+) -> None:
+    (worker_env / "sweep000003").mkdir(parents=True)
+    (worker_env / "sweep000003" / "stage1").write_text("a file where a directory should be")
+    outcome = run_trial(trial_job())
+    assert outcome["status"] == "failed"
+    assert "stage1" in outcome["reason"] and "Error" in outcome["reason"]
+    assert [p.name for p in worker_env.rglob("*") if p.is_file()] == ["stage1"]

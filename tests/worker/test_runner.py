@@ -1,4 +1,4 @@
-"""The worker loads a job's dataset in its main process, before forking the work horse."""
+"""The worker runs trials in its own process: datasets loaded once, a lease on each trial."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from core.messages import TrialJob, job_id
+from core.messages import LEASE_SECONDS, TrialJob, job_id, lease_key
 from master.queueing import TrialQueue
 from worker.datasets import DATASETS
 from worker.runner import make_worker
@@ -37,9 +37,11 @@ def test_the_dataset_is_loaded_once_in_the_worker_not_per_trial(
     ]
     queue.enqueue(jobs)
     worker = make_worker(redis, ["hpsearch"])
-    worker.work(burst=True)  # forks a work horse per job, as in production
+    worker.work(burst=True)
 
-    # The main process holds the arrays every horse inherited; without the preload the
-    # horses would each load it and this process would hold nothing.
+    # Loaded by the first trial, reused by the second, and kept by the worker's process.
     assert len(DATASETS) == 1
     assert len(list(tmp_path.rglob("*.npz"))) == 2  # both trials ran
+    # Each trial took a lease, left to expire (the master may not have read its end yet).
+    assert all(0 < redis.ttl(lease_key(trial_id)) <= LEASE_SECONDS for trial_id in (1, 2))
+    assert redis.get(lease_key(2)) == job_id(2, 1).encode()
