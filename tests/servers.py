@@ -40,26 +40,50 @@ def wait_for(
         time.sleep(interval)
 
 
+class RedisServer:
+    """A redis-server of our own on a fixed port, which a test can stop and start again."""
+
+    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.appendonly = appendonly
+        self.process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        command = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.directory), "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(lambda: redis_answers(self.port), 10, f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        """SIGTERM: Redis writes its append-only file and exits, as `docker stop` makes it."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
 @contextmanager
 def redis_server(directory: Path, *, appendonly: bool = False) -> Iterator[str]:
     """A redis-server of our own on a free port; yields its URL."""
-    port = free_port()
-    directory.mkdir(parents=True, exist_ok=True)
-    command = [
-        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-        "--dir", str(directory), "--save", "", "--appendonly", "yes" if appendonly else "no",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisServer(directory, appendonly=appendonly)
+    server.start()
     try:
-        wait_for(lambda: redis_answers(port), 10, f"redis-server on port {port}")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 class Processes:

@@ -6,9 +6,15 @@ import argparse
 import logging
 
 from redis import Redis
+from redis.exceptions import RedisError
+from rq.exceptions import StopRequested
 
+from worker.lifecycle import SHUTTING_DOWN
 from worker.runner import make_worker
 from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+MAX_RESTART_BACKOFF_SECONDS = 30.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +33,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    """Serve the queue; when RQ's loop ends because Redis went away (RQ quits on some
+    connection errors), start it again with back-off instead of exiting."""
     settings = WorkerSettings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     redis = Redis.from_url(settings.redis_url)
-    worker = make_worker(redis, args.queue or [settings.queue], name=args.name)
-    worker.work(burst=args.burst, with_scheduler=False)
-    return 0
+    backoff = 1.0
+    try:
+        while True:
+            worker = make_worker(redis, args.queue or [settings.queue], name=args.name)
+            try:
+                worker.work(burst=args.burst, with_scheduler=False)
+            except (RedisError, ValueError) as exc:
+                # ValueError: RQ refuses a name whose last registration has not expired yet.
+                log.warning("worker could not run: %s", exc)
+            if args.burst or SHUTTING_DOWN.is_set():
+                return 0
+            log.warning("the worker loop ended; starting it again in %.0f s", backoff)
+            SHUTTING_DOWN.wait(backoff)
+            try:  # free our name: the next registration would be refused while it lives
+                worker.register_death()
+            except RedisError:
+                pass
+            backoff = min(backoff * 2, MAX_RESTART_BACKOFF_SECONDS)
+    except StopRequested:  # a signal between two runs of the loop
+        return 0

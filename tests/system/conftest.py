@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +15,56 @@ from redis import Redis
 
 from master.db import Database
 from master.models import Base
-from tests.servers import Processes, free_port, http, http_answers, redis_server, wait_for
+from tests.servers import (
+    Processes,
+    RedisServer,
+    free_port,
+    http,
+    http_answers,
+    wait_for,
+)
 
 FINAL = {"finished", "exploded", "failed", "stopped"}
 
 
 class System:
-    def __init__(self, url: str, redis: Redis, checkpoints: Path, processes: Processes) -> None:
-        self.url = url
-        self.redis = redis
-        self.checkpoints = checkpoints
-        self.processes = processes
+    """Our own Redis, `hpsearch master` and workers, as processes a test can kill and start."""
+
+    def __init__(self, root: Path, database_url: str, redis_server: RedisServer) -> None:
+        self.root = root
+        self.database_url = database_url
+        self.redis_server = redis_server
+        self.checkpoints = root / "checkpoints"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "REDIS_URL": redis_server.url,
+            "DATABASE_URL": database_url,
+            "CHECKPOINT_DIR": str(self.checkpoints),
+            "HPSEARCH_DATA_DIR": str(root),
+            "HPSEARCH_RECONCILE_SECONDS": "0.5",
+        }
+        self.processes = Processes(root / "logs", self.env)
+        self.redis = Redis.from_url(redis_server.url)
+        self.master: subprocess.Popen[bytes] | None = None
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start_master(self, **env: str) -> None:
+        self.master = self.processes.hpsearch("master", "master", "--port", str(self.port), **env)
+        wait_for(lambda: http_answers(self.url + "/api/health"), 30, "the master to answer")
+
+    def start_worker(self, name: str, command: list[str] | None = None) -> None:
+        if command is None:
+            self.workers[name] = self.processes.hpsearch(name, "worker", "--name", name)
+        else:
+            self.workers[name] = self.processes.start(name, command)
+
+    def wait_for_workers(self, count: int) -> None:
+        wait_for(lambda: self.get("/api/workers")["count"] == count, 30, f"{count} workers")
+
+    def close(self) -> None:
+        self.processes.stop_all()
+        self.redis.close()
 
     def get(self, path: str, **params: Any) -> Any:
         query = "&".join(f"{k}={v}" for k, v in params.items())
@@ -52,7 +93,15 @@ class System:
             raise
 
     def trials(self, sweep_id: int) -> list[dict[str, Any]]:
-        return list(self.get(f"/api/sweeps/{sweep_id}/trials", sort="id", limit=1000)["data"])
+        """All of the sweep's trials, by id, a page of 1000 at a time."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.get(
+                f"/api/sweeps/{sweep_id}/trials", sort="id", limit=1000, offset=len(found)
+            )["data"]
+            found += page
+            if len(page) < 1000:
+                return found
 
 
 def _database_params() -> list[Any]:
@@ -62,39 +111,42 @@ def _database_params() -> list[Any]:
     return params
 
 
+def fresh_database_url(kind: str, root: Path) -> str:
+    """A SQLite file under `root`, or the test PostgreSQL database emptied."""
+    if kind == "sqlite":
+        return f"sqlite:///{root / 'hpsearch.db'}"
+    url = os.environ["HPSEARCH_TEST_DATABASE_URL"]
+    database = Database(url)
+    Base.metadata.drop_all(database.engine)
+    database.dispose()
+    return url
+
+
+@contextmanager
+def running_system(
+    root: Path, kind: str, workers: int = 2, database_url: str | None = None
+) -> Iterator[System]:
+    """Redis (append-only, as in compose), the master, and `workers` workers w0, w1, ...
+    The `kind` of database is emptied first; `database_url` may lead to it another way."""
+    emptied = fresh_database_url(kind, root)
+    redis = RedisServer(root / "redis", appendonly=True)
+    redis.start()
+    system = System(root, database_url or emptied, redis)
+    try:
+        system.start_master()
+        for i in range(workers):
+            system.start_worker(f"w{i}-{kind}")
+        system.wait_for_workers(workers)
+        yield system
+    finally:
+        system.close()
+        redis.stop()
+
+
 @pytest.fixture(scope="module", params=_database_params())
 def system(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
     root = tmp_path_factory.mktemp(f"system-{request.param}")
-    if request.param == "sqlite":
-        database_url = f"sqlite:///{root / 'hpsearch.db'}"
-    else:
-        database_url = os.environ["HPSEARCH_TEST_DATABASE_URL"]
-        database = Database(database_url)
-        Base.metadata.drop_all(database.engine)
-        database.dispose()
-    with redis_server(root / "redis", appendonly=True) as redis_url:
-        checkpoints = root / "checkpoints"
-        env = {
-            "REDIS_URL": redis_url,
-            "DATABASE_URL": database_url,
-            "CHECKPOINT_DIR": str(checkpoints),
-            "HPSEARCH_DATA_DIR": str(root),
-            "HPSEARCH_RECONCILE_SECONDS": "0.5",
-        }
-        processes = Processes(root / "logs", env)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        try:
-            processes.hpsearch("master", "master", "--port", str(port))
-            wait_for(lambda: http_answers(url + "/api/health"), 30, "the master to answer")
-            for i in range(2):
-                processes.hpsearch(f"worker-{i}", "worker", "--name", f"w{i}-{request.param}")
-            redis = Redis.from_url(redis_url)
-            system = System(url, redis, checkpoints, processes)
-            wait_for(lambda: system.get("/api/workers")["count"] == 2, 30, "two workers")
-            yield system
-            redis.close()
-        finally:
-            processes.stop_all()
+    with running_system(root, request.param) as running:
+        yield running

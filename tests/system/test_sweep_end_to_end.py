@@ -116,9 +116,11 @@ def running_trials(system: System, sweep_id: int) -> list[dict[str, Any]]:
     return [t for t in system.trials(sweep_id) if t["status"] == "running"]
 
 
-def test_cancel_leaves_nothing_running_or_queued(system: System) -> None:
-    sweep_id = system.submit(long_spec("cancel-me", trials=40))
+def test_cancel_under_load_leaves_nothing_running_or_queued(system: System) -> None:
+    sweep_id = system.submit(long_spec("cancel-me", trials=202))
     wait_for(lambda: len(running_trials(system, sweep_id)) == 2, 60, "two running trials")
+    queue = Queue("hpsearch", connection=system.redis)
+    assert queue.count == 200
     code, sweep = system.post(f"/api/sweeps/{sweep_id}/cancel")
     assert code == 200 and sweep["status"] == "cancelled"
 
@@ -128,7 +130,7 @@ def test_cancel_leaves_nothing_running_or_queued(system: System) -> None:
         return (
             all(t["status"] in FINAL for t in trials)
             and all(w["current_job"] is None for w in workers)
-            and Queue("hpsearch", connection=system.redis).count == 0
+            and queue.count == 0
         )
 
     wait_for(settled, 10, "nothing of the sweep to run or wait 10 s after cancel")
