@@ -66,6 +66,10 @@ class Scheduler:
         self._group_ready = False
         self._pending_done = False
         self._caught_up = False  # the last read found fewer new events than a batch
+        # The API's threads and the scheduler's both enqueue. Without this, `requeue_lost`
+        # could see a trial committed with its job id but not yet in Redis, and enqueue it
+        # a second time.
+        self._enqueueing = threading.Lock()
         # After a Redis outage the workers need a moment to renew their leases.
         self._check_leases_after = 0.0
 
@@ -173,6 +177,10 @@ class Scheduler:
 
     def enqueue_pending(self) -> int:
         """Give every queued trial of a running sweep that has no job one; returns how many."""
+        with self._enqueueing:
+            return self._enqueue_pending()
+
+    def _enqueue_pending(self) -> int:
         total = 0
         while True:
             with self.db.writing() as session:
@@ -203,6 +211,10 @@ class Scheduler:
 
     def requeue_lost(self) -> int:
         """Re-enqueue queued trials whose job Redis no longer has (e.g. Redis lost data)."""
+        with self._enqueueing:
+            return self._requeue_lost()
+
+    def _requeue_lost(self) -> int:
         with self.db.reading() as session:
             rows = session.execute(
                 select(Trial, Sweep.spec)
