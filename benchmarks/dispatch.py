@@ -1,20 +1,20 @@
 """What a trial costs beyond its training: the whole system, REST submit to finished in the DB.
 
-    python benchmarks/dispatch.py [--trials 2000] [--workers 1 2] [--latency-runs 30]
-                                  [--database-url URL]
+    python benchmarks/dispatch.py [--trials 2000] [--workers 1 2] [--rounds 3]
+                                  [--latency-runs 20] [--database-url URL]
 
 Runs `hpsearch up` (its own Redis, the master, N workers) in a temporary data directory and
 submits trials that train next to nothing: one iteration on an 8-example, 4-feature dataset,
 so what is measured is the system: the REST call, the database rows, the RQ job, the worker
 picking it up, the checkpoint write, the events, and the master applying them.
 
-- throughput: one sweep of --trials such trials; trials/s from the sweep's creation to its
-  last trial's end (both master timestamps in the database), and the cost of one trial to
-  one worker (wall time x workers / trials).
+- throughput: --rounds sweeps of --trials such trials; trials/s from the sweep's creation to
+  its last trial's end (both master timestamps in the database). Overhead per trial is what
+  a trial costs one worker (wall time x workers / trials) minus what the same trial costs
+  trained in this process (training and its checkpoint write); medians over the rounds.
+  The CPU time each process (master, workers, Redis) spent per trial is read from /proc.
 - latency: --latency-runs sweeps of a single trial, one after the other on an idle system;
   per trial, the time from the sweep's creation to the trial's end, both in the database.
-- in-process: the same trial's training and checkpoint write alone, without the system, to
-  show what part of a trial is the trainer's.
 """
 
 from __future__ import annotations
@@ -126,6 +126,21 @@ class System:
         assert created is not None and last is not None
         return (last - created).total_seconds(), int(finished)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by the master, the workers (together) and Redis (Linux)."""
+        used = {"master": 0.0, "workers": 0.0, "redis": 0.0}
+        for pid in _children(self.process.pid):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            kind = (
+                "redis"
+                if b"redis-server" in command[0]
+                else "workers"
+                if b"worker" in command
+                else "master"
+            )
+            used[kind] += _cpu_seconds(pid)
+        return used
+
     def stop(self) -> None:
         self.db.dispose()
         self.process.send_signal(signal.SIGINT)
@@ -135,17 +150,37 @@ class System:
             self.process.kill()
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(system: System, dataset: str, trials: int, workers: int) -> dict[str, float]:
+    cpu_before = system.cpu_seconds()
     sweep_id = system.submit(sweep_spec("dispatch-throughput", dataset, trials))
     system.wait(sweep_id, poll=0.2)
+    cpu_after = system.cpu_seconds()
     seconds, finished = system.span(sweep_id)
     if finished != trials:
         raise RuntimeError(f"only {finished} of {trials} trials finished")
-    return {
+    result = {
         "trials_per_s": trials / seconds,
         "ms_per_trial_per_worker": 1000 * seconds * workers / trials,
-        "seconds": seconds,
     }
+    for name, used in cpu_after.items():
+        result[f"cpu_ms_{name}"] = 1000 * (used - cpu_before[name]) / trials
+    return result
 
 
 def latency(system: System, dataset: str, runs: int) -> dict[str, float]:
@@ -186,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--latency-runs", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--database-url", help="default: SQLite in the temporary directory")
     args = parser.parse_args(argv)
 
@@ -195,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         dataset = tiny_dataset(root / "tiny.npz")
         alone = in_process(dataset, root / "in-process")
+        trial_ms = alone["train_ms"] + alone["checkpoint_ms"]
         print(
             f"in process: training {alone['train_ms']:.2f} ms, "
             f"checkpoint write {alone['checkpoint_ms']:.2f} ms (medians)",
@@ -202,28 +239,41 @@ def main(argv: list[str] | None = None) -> int:
         )
         for workers in args.workers:
             if args.database_url:  # a clean database for each run
-                database = Database(args.database_url)
-                Base.metadata.drop_all(database.engine)
-                database.dispose()
+                emptied = Database(args.database_url)
+                Base.metadata.drop_all(emptied.engine)
+                emptied.dispose()
             system = System(workers, root / f"up-{workers}", args.database_url)
             try:
-                print(f"{workers} worker(s): {args.trials} trials...", flush=True)
-                result = throughput(system, dataset, args.trials, workers)
-                print(f"{workers} worker(s): {args.latency_runs} single-trial sweeps...")
+                rounds = []
+                for i in range(args.rounds):
+                    rounds.append(throughput(system, dataset, args.trials, workers))
+                    r = rounds[-1]
+                    print(
+                        f"{workers} worker(s), round {i + 1}: {r['trials_per_s']:.0f} trials/s",
+                        flush=True,
+                    )
+                result = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+                result["overhead_ms"] = result["ms_per_trial_per_worker"] - trial_ms
                 result.update(latency(system, dataset, args.latency_runs))
             finally:
                 system.stop()
             rows.append((workers, result))
 
     database = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"\n{args.trials} one-iteration trials, {database}:\n")
-    print("| workers | trials/s | ms per trial per worker | single trial, submit to done: "
-          "median (p90) |")  # fmt: skip
-    print("|---|---|---|---|")
+    print(
+        f"\nSweeps of {args.trials} one-iteration trials, {database}, medians of "
+        f"{args.rounds} rounds; a trial alone costs {trial_ms:.1f} ms in process.\n"
+    )
+    print(
+        "| workers | trials/s | overhead per trial | CPU per trial: master / workers / redis "
+        "| one-trial sweep, submit to done: median (p90) |"
+    )
+    print("|---|---|---|---|---|")
     for workers, r in rows:
         print(
-            f"| {workers} | {r['trials_per_s']:.0f} | {r['ms_per_trial_per_worker']:.1f} "
-            f"| {r['median_ms']:.1f} ms ({r['p90_ms']:.1f} ms) |"
+            f"| {workers} | {r['trials_per_s']:.0f} | {r['overhead_ms']:.1f} ms "
+            f"| {r['cpu_ms_master']:.1f} / {r['cpu_ms_workers']:.1f} / {r['cpu_ms_redis']:.1f} ms "
+            f"| {r['median_ms']:.0f} ms ({r['p90_ms']:.0f} ms) |"
         )
     return 0
 

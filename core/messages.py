@@ -1,13 +1,15 @@
 """What the master and the workers say to each other through Redis, defined once for both.
 
-- A trial job (`TrialJob`) is the one argument of the RQ job `worker.jobs.run_trial`: plain
-  JSON, never a pickle.
+- A trial job (`TrialJob`) describes one attempt at one trial: plain JSON, never a pickle.
+  An RQ job (`worker.jobs.run_trials`) carries a batch of them, run one after the other, so
+  that RQ's per-job cost (about 13 ms here) is paid once for many short trials.
 - Workers report on trials as `TrialEvent`s appended to one Redis Stream (EVENT_STREAM); the
   master reads it with a consumer group and acknowledges an event after its database commit.
 - A user's stop request is a flag key (`stop_key`) that the running trial polls.
-- A running trial holds a lease (`lease_key`, value: its job id) that its worker renews every
-  LEASE_RENEW_SECONDS; the master takes a running trial whose lease expired for one whose
-  worker died, and re-queues it.
+- A running RQ job holds a lease (`lease_key`) that its worker renews every
+  LEASE_RENEW_SECONDS; the master takes a started job whose lease expired for one whose
+  worker died, re-queues its open trials, and marks the job dead (`dead_job_key`) so that a
+  worker that was only cut off stops it when it can see Redis again.
 
 Non-finite floats (an exploding cost) travel as null: JSON has no NaN and PostgreSQL's JSON
 type refuses it.
@@ -36,20 +38,18 @@ def sweep_stop_key(sweep_id: int) -> str:
     return f"hpsearch:stop:sweep:{sweep_id}"
 
 
-def lease_key(trial_id: int) -> str:
-    return f"hpsearch:lease:trial:{trial_id}"
+def lease_key(rq_job_id: str) -> str:
+    return f"hpsearch:lease:job:{rq_job_id}"
 
 
-def job_id(trial_id: int, attempt: int) -> str:
-    """The RQ job id of one attempt at a trial; the master can tell trials apart by it."""
-    return f"trial-{trial_id}-{attempt}"
+def dead_job_key(rq_job_id: str) -> str:
+    return f"hpsearch:dead:job:{rq_job_id}"
 
 
-def parse_job_id(value: str) -> tuple[int, int] | None:
-    parts = value.split("-")
-    if len(parts) != 3 or parts[0] != "trial" or not (parts[1].isdigit() and parts[2].isdigit()):
-        return None
-    return int(parts[1]), int(parts[2])
+def job_id(first_trial_id: int, attempt: int) -> str:
+    """The RQ job id of a batch of trials: its first trial and that trial's attempt (unique,
+    since each attempt at a trial is enqueued once)."""
+    return f"trials-{first_trial_id}-{attempt}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class TrialJob:
     seed: int
     explode_factor: float
     keep_checkpoints: str = "best_and_latest"  # or "all"
+    attempt: int = 1  # the master's count: events of an older attempt are ignored
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

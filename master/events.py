@@ -28,10 +28,43 @@ _ENDED_STATUSES = {
 }
 
 
+def apply_events(session: Session, events: list[TrialEvent]) -> set[int]:
+    """Apply a batch of events in order; return the sweeps of the trials that ended.
+
+    The batch's trials, and the epochs they already have, are read in two queries up front
+    (the trials locked): one query per event made the master the bottleneck at a few hundred
+    events a second."""
+    ids = {e.trial_id for e in events}
+    trials = {
+        t.id: t for t in session.scalars(select(Trial).where(Trial.id.in_(ids)).with_for_update())
+    }
+    with_epochs = {e.trial_id for e in events if e.kind is EventKind.EPOCH}
+    stored: set[tuple[int, float]] = set()
+    if with_epochs:
+        rows = session.execute(
+            select(TrialEpoch.trial_id, TrialEpoch.epoch).where(
+                TrialEpoch.trial_id.in_(with_epochs)
+            )
+        )
+        stored = {(trial_id, epoch) for trial_id, epoch in rows}
+    ended = set()
+    for event in events:
+        trial = trials.get(event.trial_id)
+        if trial is not None and (sweep_id := _apply(session, trial, event, stored)) is not None:
+            ended.add(sweep_id)
+    return ended
+
+
 def apply_event(session: Session, event: TrialEvent) -> int | None:
     """Apply one event; return the trial's sweep id when the trial just ended."""
-    trial = session.get(Trial, event.trial_id, with_for_update=True)
-    if trial is None or event.attempt < trial.attempts:
+    ended = apply_events(session, [event])
+    return ended.pop() if ended else None
+
+
+def _apply(
+    session: Session, trial: Trial, event: TrialEvent, stored: set[tuple[int, float]]
+) -> int | None:
+    if event.attempt < trial.attempts:
         return None
     if TrialStatus(trial.status).is_final:
         return None
@@ -42,7 +75,7 @@ def apply_event(session: Session, event: TrialEvent) -> int | None:
         trial.started_at = trial.started_at or utcnow()
     elif event.kind is EventKind.EPOCH:
         trial.status = TrialStatus.RUNNING
-        _add_epoch(session, trial, data)
+        _add_epoch(session, trial, data, stored)
         _update_files(trial, data)
         if trial.best_epoch == float(data["epoch"]):
             trial.train_acc = data["train_acc"]  # beside best_val_acc: the overfitting gap
@@ -67,13 +100,13 @@ def apply_event(session: Session, event: TrialEvent) -> int | None:
     return None
 
 
-def _add_epoch(session: Session, trial: Trial, data: dict[str, Any]) -> None:
+def _add_epoch(
+    session: Session, trial: Trial, data: dict[str, Any], stored: set[tuple[int, float]]
+) -> None:
     epoch = float(data["epoch"])
-    exists = session.scalar(
-        select(TrialEpoch.id).where(TrialEpoch.trial_id == trial.id, TrialEpoch.epoch == epoch)
-    )
-    if exists is not None:
+    if (trial.id, epoch) in stored:  # a re-read or re-sent event
         return
+    stored.add((trial.id, epoch))
     session.add(
         TrialEpoch(
             trial_id=trial.id,

@@ -23,13 +23,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from itertools import groupby
 from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from rq.registry import FailedJobRegistry, StartedJobRegistry
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
 
 from core.messages import (
     EVENT_STREAM,
@@ -37,12 +37,12 @@ from core.messages import (
     EventKind,
     TrialEvent,
     TrialJob,
+    dead_job_key,
     job_id,
     lease_key,
-    parse_job_id,
 )
 from master.db import Database, DatabaseUnavailable
-from master.events import INTERRUPTED, apply_event, requeue
+from master.events import INTERRUPTED, apply_event, apply_events, requeue
 from master.models import Sweep, SweepStatus, Trial, TrialStatus, utcnow
 from master.queueing import TrialQueue
 from master.sweeps import advance_if_stage_done
@@ -53,6 +53,13 @@ CONSUMER = "master"  # one master: after a restart it re-reads its own pending e
 BATCH = 200
 ENQUEUE_BATCH = 500
 MAX_BACKOFF_SECONDS = 5.0
+MAX_ATTEMPTS = 3  # a trial whose worker dies this many times fails (it may be the cause)
+DEAD_JOB_TTL_SECONDS = 24 * 3600
+# RQ job statuses of a job a worker took: without a lease, nobody is running it any more.
+LEFT_THE_QUEUE = {"started", "finished", "failed", "stopped"}
+BATCH_MAX_EPOCHS = 1.0  # trials this short are batched
+MAX_BATCH = 50
+JOBS_PER_WORKER = 8
 
 
 class Scheduler:
@@ -134,7 +141,7 @@ class Scheduler:
     def _apply(self, events: list[TrialEvent]) -> set[int]:
         try:
             with self.db.writing() as session:
-                return {s for event in events if (s := apply_event(session, event)) is not None}
+                return apply_events(session, events)
         except DatabaseUnavailable:
             raise
         except Exception:
@@ -182,6 +189,7 @@ class Scheduler:
 
     def _enqueue_pending(self) -> int:
         total = 0
+        workers: int | None = None
         while True:
             with self.db.writing() as session:
                 rows = session.execute(
@@ -198,11 +206,22 @@ class Scheduler:
                     # skipped by the other (PostgreSQL; SQLite's BEGIN IMMEDIATE serializes).
                     .with_for_update(of=Trial, skip_locked=True)
                 ).all()
+                if rows and workers is None:
+                    workers = self.queue.worker_count()
                 jobs = []
-                for trial, spec in rows:
-                    trial.attempts += 1
-                    trial.job_id = job_id(trial.id, trial.attempts)
-                    jobs.append((trial.job_id, trial_job(trial, spec)))
+                for _, group in groupby(
+                    rows, key=lambda row: (row[0].sweep_id, row[0].stage_index)
+                ):
+                    stage_rows = list(group)
+                    size = batch_size(len(stage_rows), workers or 1, stage_rows[0][0].num_epochs)
+                    for start in range(0, len(stage_rows), size):
+                        batch = stage_rows[start : start + size]
+                        for trial, _ in batch:
+                            trial.attempts += 1
+                        rq_id = job_id(batch[0][0].id, batch[0][0].attempts)
+                        for trial, _ in batch:
+                            trial.job_id = rq_id
+                        jobs.append((rq_id, [trial_job(trial, spec) for trial, spec in batch]))
             # Committed first: a crash here leaves trials whose job is missing, which
             # `requeue_lost` puts back; never a job whose trial the database lacks.
             total += self.queue.enqueue(jobs)
@@ -212,63 +231,99 @@ class Scheduler:
     def requeue_lost(self) -> int:
         """Re-enqueue queued trials whose job Redis no longer has (e.g. Redis lost data)."""
         with self._enqueueing:
-            return self._requeue_lost()
-
-    def _requeue_lost(self) -> int:
-        with self.db.reading() as session:
-            rows = session.execute(
-                select(Trial, Sweep.spec)
-                .join(Sweep, Sweep.id == Trial.sweep_id)
-                .where(Trial.status == TrialStatus.QUEUED, Trial.job_id.is_not(None))
-                .where(Sweep.status == SweepStatus.RUNNING)
-                .order_by(Trial.id)
-                .limit(ENQUEUE_BATCH)
-            ).all()
-        if not rows:
-            return 0
-        with self.redis.pipeline() as pipe:
-            for trial, _ in rows:
-                pipe.exists(f"rq:job:{trial.job_id}")
-            present = pipe.execute()
-        lost = [
-            (trial.job_id, trial_job(trial, spec))
-            for (trial, spec), exists in zip(rows, present, strict=True)
-            if not exists
-        ]
-        return self.queue.enqueue(lost)
+            with self.db.reading() as session:
+                open_jobs = session.scalars(
+                    select(Trial.job_id)
+                    .join(Sweep, Sweep.id == Trial.sweep_id)
+                    .where(Trial.status == TrialStatus.QUEUED, Trial.job_id.is_not(None))
+                    .where(Sweep.status == SweepStatus.RUNNING)
+                    .distinct()
+                ).all()
+            if not open_jobs:
+                return 0
+            with self.redis.pipeline(transaction=False) as pipe:
+                for rq_id in open_jobs:
+                    pipe.exists(f"rq:job:{rq_id}")
+                present = pipe.execute()
+            lost = [rq_id for rq_id, exists in zip(open_jobs, present, strict=True) if not exists]
+            if not lost:
+                return 0
+            log.warning("%d jobs missing from Redis; enqueueing their trials again", len(lost))
+            with self.db.writing() as session:
+                session.execute(
+                    update(Trial)
+                    .where(Trial.job_id.in_(lost), Trial.status == TrialStatus.QUEUED)
+                    .values(job_id=None)
+                )
+            return self._enqueue_pending()
 
     # -- reconciling with RQ ----------------------------------------------------------------
 
     def requeue_dead(self) -> int:
-        """Re-queue the running trials whose lease expired (their worker died); returns how
-        many."""
+        """Give up the started jobs whose lease expired (their worker died): their open trials
+        go back to the queue. Returns how many jobs."""
         if not self._caught_up or time.monotonic() < self._check_leases_after:
             return 0
         with self.db.reading() as session:
-            running = session.scalars(
-                select(Trial.id).where(Trial.status == TrialStatus.RUNNING)
+            rows = session.execute(
+                select(Trial.job_id, Trial.status)
+                .where(Trial.status.in_([TrialStatus.QUEUED, TrialStatus.RUNNING]))
+                .where(Trial.job_id.is_not(None))
+                .distinct()
             ).all()
+        running: dict[str, bool] = {}
+        for rq_id, status in rows:
+            if rq_id is not None:
+                running[rq_id] = running.get(rq_id, False) or status == TrialStatus.RUNNING
         if not running:
             return 0
         with self.redis.pipeline(transaction=False) as pipe:
-            for trial_id in running:
-                pipe.exists(lease_key(trial_id))
-            held = pipe.execute()
-        dead = [trial_id for trial_id, alive in zip(running, held, strict=True) if not alive]
-        if not dead:
-            return 0
+            for rq_id in running:
+                pipe.exists(lease_key(rq_id))
+                pipe.hget(f"rq:job:{rq_id}", "status")
+            replies = pipe.execute()
+        dead = [
+            rq_id
+            for (rq_id, has_running), leased, status in zip(
+                running.items(), replies[::2], replies[1::2], strict=True
+            )
+            if not leased and (has_running or (status or b"").decode() in LEFT_THE_QUEUE)
+        ]
+        if dead:
+            self._give_up(dead, None)
+        return len(dead)
+
+    def _give_up(self, rq_ids: list[str], reason: str | None) -> None:
+        """The jobs `rq_ids` will not end their open trials: re-queue them (a trial tried
+        MAX_ATTEMPTS times fails instead), and tell a worker still running one to stop."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for rq_id in rq_ids:
+                pipe.set(dead_job_key(rq_id), 1, ex=DEAD_JOB_TTL_SECONDS)
+            pipe.execute()
+        ended: set[int] = set()
         with self.db.writing() as session:
             trials = session.scalars(
                 select(Trial)
-                .where(Trial.id.in_(dead), Trial.status == TrialStatus.RUNNING)
+                .where(Trial.job_id.in_(rq_ids))
+                .where(Trial.status.in_([TrialStatus.QUEUED, TrialStatus.RUNNING]))
                 .with_for_update()
             ).all()
             for trial in trials:
-                reason = f"worker {trial.worker} stopped answering at epoch {trial.epochs_done:g}"
-                log.warning("trial %s: %s; re-queued", trial.id, reason)
-                requeue(trial, f"{reason}; re-queued")
+                why = reason or (
+                    f"worker {trial.worker} stopped answering at epoch {trial.epochs_done:g}"
+                    if trial.status == TrialStatus.RUNNING
+                    else "its batch's worker stopped answering before it started"
+                )
+                if trial.attempts >= MAX_ATTEMPTS:
+                    trial.status = TrialStatus.FAILED
+                    trial.reason = f"{why} (attempt {trial.attempts} of {MAX_ATTEMPTS})"
+                    trial.finished_at = utcnow()
+                    ended.add(trial.sweep_id)
+                else:
+                    log.warning("trial %s: %s; re-queued", trial.id, why)
+                    requeue(trial, f"{why}; re-queued")
         self.enqueue_pending()
-        return len(trials)
+        self.advance(ended)
 
     def reconcile(self) -> None:
         self.requeue_dead()
@@ -276,30 +331,27 @@ class Scheduler:
         self.requeue_lost()
         StartedJobRegistry(queue=self.queue.queue).cleanup()
         failed = FailedJobRegistry(queue=self.queue.queue)
-        ended: set[int] = set()
         for rq_id in failed.get_job_ids():
-            parsed = parse_job_id(rq_id)
-            if parsed is not None:
-                with self.db.writing() as session:
-                    sweep_id = self._mark_failed_job(session, parsed, self.queue.fetch(rq_id))
-                if sweep_id is not None:
-                    ended.add(sweep_id)
+            job = self.queue.fetch(rq_id)
+            result = job.latest_result() if job is not None else None
+            reason = _last_line(result) or "the worker ended the job without a result"
+            self._give_up([rq_id], f"RQ failed its job: {reason}")
             failed.remove(rq_id)
-        self.advance(ended)
 
-    @staticmethod
-    def _mark_failed_job(session: Session, parsed: tuple[int, int], job: Any) -> int | None:
-        """Record a job RQ failed as its trial's end; returns the sweep id if it changed."""
-        trial = session.get(Trial, parsed[0], with_for_update=True)
-        if trial is None or parsed[1] != trial.attempts or TrialStatus(trial.status).is_final:
-            return None
-        stopped = job is not None and job.get_status() == "stopped"
-        trial.status = TrialStatus.STOPPED if stopped else TrialStatus.FAILED
-        trial.reason = _last_line(job.latest_result() if job is not None else None) or (
-            "stopped" if stopped else "the worker ended the job without a result"
-        )
-        trial.finished_at = utcnow()
-        return trial.sweep_id
+
+def _stage_of(row: Any) -> tuple[int, int]:
+    return row[0].sweep_id, row[0].stage_index
+
+
+def batch_size(count: int, workers: int, epochs: float) -> int:
+    """How many trials of a stage go into one RQ job. Short trials are batched, so that RQ's
+    per-job cost (13 ms here, more than a one-epoch trial on small data) is paid once per
+    batch; at least JOBS_PER_WORKER jobs per worker keep every worker busy to the stage's
+    end. Longer trials go one per job: their cost dwarfs RQ's, and one per job balances
+    the workers best."""
+    if epochs > BATCH_MAX_EPOCHS:
+        return 1
+    return max(1, min(MAX_BATCH, count // (max(1, workers) * JOBS_PER_WORKER)))
 
 
 def trial_job(trial: Trial, spec: dict[str, Any]) -> TrialJob:
@@ -313,6 +365,7 @@ def trial_job(trial: Trial, spec: dict[str, Any]) -> TrialJob:
         seed=trial.seed,
         explode_factor=spec["explode_factor"],
         keep_checkpoints=spec.get("keep_checkpoints", "best_and_latest"),
+        attempt=trial.attempts,
     )
 
 

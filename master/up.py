@@ -11,6 +11,7 @@ a deadline, so no process is left behind.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import signal
@@ -26,6 +27,8 @@ from typing import IO
 
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 10.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class UpError(RuntimeError):
@@ -59,8 +62,9 @@ def run_up(args: argparse.Namespace) -> int:
             logs / "master.log",
             supervisor,
         )
+        worker_env = {**env, **_blas_threads(workers)}
         for i in range(workers):
-            supervisor.start(f"worker-{i + 1}", [*hpsearch, "worker"], env)
+            supervisor.start(f"worker-{i + 1}", [*hpsearch, "worker"], worker_env)
         print(f"hpsearch is up ({workers} workers; logs in {logs})", flush=True)
         print(f"  API:       {master_url}/api   (OpenAPI docs at {master_url}/docs)")
         print(f"  Redis:     {env['REDIS_URL']}")
@@ -83,6 +87,15 @@ def run_up(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _blas_threads(workers: int) -> dict[str, str]:
+    """Share the cores between the workers' BLAS thread pools, unless the user chose: N
+    workers each with a pool as large as the machine would oversubscribe it N times."""
+    if any(os.environ.get(v) for v in BLAS_THREAD_VARIABLES):
+        return {}
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return {v: threads for v in BLAS_THREAD_VARIABLES}
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -95,7 +108,12 @@ class _Supervisor:
     def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # closed in stop_all
         process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_end_with_parent,
         )
         self.processes.append((name, process, log))
 
@@ -127,6 +145,16 @@ class _Supervisor:
                     process.wait()
         for _, _, log in self.processes:
             log.close()
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when `up` dies, even by SIGKILL (which `up`
+    cannot catch to stop its children). Linux only; elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _signal(process: subprocess.Popen[bytes], signum: int) -> None:

@@ -1,16 +1,19 @@
-"""The RQ job: train one trial with core/, checkpoint every epoch, report on a Redis Stream.
+"""The RQ job: train trials with core/, checkpoint every epoch, report on a Redis Stream.
 
-`run_trial(job)` takes a `core.messages.TrialJob` as plain JSON. It never raises for what a
-trial does: an exploding cost, a stop request or an exception in training are outcomes it
-reports in an ENDED event (the master records them). It resumes from the trial's latest
-checkpoint when one exists, so a trial re-queued after its worker died continues where it
-was; a trial whose latest checkpoint is final is reported again, not trained again. A resumed
-trial re-sends the EPOCH events of the epochs its checkpoint holds (the master stores each
-epoch once), so its history has no gap even when the worker died between writing a
-checkpoint and reporting its epoch.
+`run_trials(trials)` takes a batch of `core.messages.TrialJob`s as plain JSON and runs them
+one after the other (`run_trial` runs one). It never raises for what a trial does: an
+exploding cost, a stop request or an exception in training are outcomes it reports in an
+ENDED event (the master records them). A re-run trial (attempt > 1) resumes from its latest
+checkpoint, so a trial re-queued after its worker died continues where it was; a trial whose
+latest checkpoint is final is reported again, not trained again. A resumed trial re-sends
+the EPOCH events of the epochs its checkpoint holds (the master stores each epoch once), so
+its history has no gap even when the worker died between writing a checkpoint and reporting
+its epoch.
 
-Redis going away does not fail a trial: events are re-sent with back-off until Redis is back,
-and a stop poll that cannot reach Redis is skipped.
+Events are buffered and sent in one round trip with the next stop poll (at most every
+STOP_POLL_SECONDS) or at the trial's end, so a short trial costs two round trips to Redis.
+Redis going away does not fail a trial: the ENDED event is re-sent with back-off until Redis
+is back, and a stop poll that cannot reach Redis is skipped.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from core.checkpoint import CheckpointName, checkpoint_name, load_checkpoint, save_checkpoint
+from core.checkpoint import (
+    CheckpointName,
+    checkpoint_name,
+    load_checkpoint,
+    parse_checkpoint_name,
+    save_checkpoint,
+)
 from core.config import TrainConfig
 from core.data import Dataset
 from core.messages import (
@@ -34,7 +43,6 @@ from core.messages import (
     EventKind,
     TrialEvent,
     TrialJob,
-    parse_job_id,
     stop_key,
     sweep_stop_key,
 )
@@ -52,21 +60,33 @@ MAX_SEND_BACKOFF_SECONDS = 5.0
 INTERRUPTED = "interrupted"  # the worker shut down mid-trial: the master re-queues the trial
 
 
-def run_trial(job: dict[str, Any]) -> dict[str, Any]:
-    """Run one trial; return its outcome (also sent as the ENDED event)."""
-    trial = TrialJob.from_dict(job)
+def run_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run a batch of trials, one after the other; return their outcomes."""
     settings = WorkerSettings()
     rq_job = get_current_job()
     redis = rq_job.connection if rq_job is not None else Redis.from_url(settings.redis_url)
-    parsed = parse_job_id(rq_job.id) if rq_job is not None else None
-    attempt = parsed[1] if parsed else 0
+    rq_id = rq_job.id if rq_job is not None else None
     worker_name = (rq_job.worker_name if rq_job is not None else None) or socket.gethostname()
-    reporter = _Reporter(redis, trial.trial_id, attempt)
-    stop = _StopFlag(redis, trial, rq_job.id if rq_job is not None else None)
+    return [
+        _run_one(TrialJob.from_dict(t), redis, settings.checkpoint_dir, rq_id, worker_name)
+        for t in trials
+    ]
+
+
+def run_trial(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one trial; return its outcome (also sent as the ENDED event)."""
+    return run_trials([job])[0]
+
+
+def _run_one(
+    trial: TrialJob, redis: Redis, checkpoint_dir: Path, rq_id: str | None, worker: str
+) -> dict[str, Any]:
+    reporter = _Reporter(redis, trial.trial_id, trial.attempt)
+    stop = _StopFlag(redis, trial, rq_id, reporter)
     if stop():
         return stop.outcome(reporter, "before it started")
     try:
-        return _train_trial(trial, settings.checkpoint_dir, reporter, stop, worker_name)
+        return _train_trial(trial, checkpoint_dir, reporter, stop, worker)
     except SystemExit:  # RQ's cold stop: the trial was not at fault, let the master re-queue it
         return reporter.ended(INTERRUPTED, reason="the worker was stopped")
     except Exception as exc:  # a trial's failure is an outcome to record, not a worker crash
@@ -87,8 +107,10 @@ def _train_trial(
     )
     data = DATASETS.get(trial.dataset, config.dtype)
     directory = checkpoint_dir / trial.checkpoint_subdir
-    writer = _CheckpointWriter(trial, checkpoint_dir, directory, reporter)
-    model, state = _resume_or_start(trial, directory, config, data)
+    # A first attempt has no files yet: only a re-run lists the directory for them.
+    existing = trial_checkpoints(directory, trial.trial_id) if trial.attempt > 1 else []
+    writer = _CheckpointWriter(trial, checkpoint_dir, directory, reporter, existing)
+    model, state = _resume_or_start(existing, config, data, trial.trial_id)
     reporter.send(
         EventKind.STARTED,
         {"worker": worker, "host": socket.gethostname(), "resumed_from_epoch": state.epoch},
@@ -108,9 +130,8 @@ def _train_trial(
 
 
 def _resume_or_start(
-    trial: TrialJob, directory: Path, config: TrainConfig, data: Dataset
+    existing: list[tuple[Path, CheckpointName]], config: TrainConfig, data: Dataset, trial_id: int
 ) -> tuple[FullyConnectedNet, TrainState]:
-    existing = trial_checkpoints(directory, trial.trial_id)
     if existing:
         checkpoint = load_checkpoint(existing[-1][0])
         if checkpoint.state.config == config:
@@ -120,7 +141,7 @@ def _resume_or_start(
                 # before this): go on from where it was.
                 state.status = TrainStatus.RUNNING
             return checkpoint.model, state
-        log.warning("trial %s: checkpoint config differs; starting over", trial.trial_id)
+        log.warning("trial %s: checkpoint config differs; starting over", trial_id)
     model = build_model(config, data)
     return model, new_state(config, model, len(data.X_train))
 
@@ -131,42 +152,59 @@ def _accuracy(model: FullyConnectedNet, data: Dataset) -> float:
 
 
 class _Reporter:
-    """Appends this trial's events to the stream, waiting out a Redis outage."""
+    """Collects this trial's events and appends them to the stream in one round trip: with
+    the next stop poll, or, waiting out a Redis outage, at the trial's end."""
 
     def __init__(self, redis: Redis, trial_id: int, attempt: int) -> None:
         self.redis = redis
         self.trial_id = trial_id
         self.attempt = attempt
+        self.pending: list[dict[str, str]] = []
 
     def send(self, kind: EventKind, data: dict[str, Any]) -> None:
-        fields = TrialEvent(kind, self.trial_id, self.attempt, data).to_fields()
-        backoff = 0.1
-        while True:
-            try:
-                self.redis.xadd(EVENT_STREAM, fields)  # type: ignore[arg-type]
-                return
-            except RedisError as exc:
-                # An event is never dropped: the master needs every one to account for
-                # the trial. A worker that cannot reach Redis has nothing better to do.
-                log.warning("trial %s: cannot send %s (%s); retrying", self.trial_id, kind, exc)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_SEND_BACKOFF_SECONDS)
+        self.pending.append(TrialEvent(kind, self.trial_id, self.attempt, data).to_fields())
+
+    def flush(self, *also: tuple[str, tuple[Any, ...]]) -> list[Any]:
+        """Send what is pending, plus the commands `also` (name, args) in the same round
+        trip; returns the replies to `also`. Raises RedisError, keeping what is pending."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for fields in self.pending:
+                pipe.xadd(EVENT_STREAM, fields)  # type: ignore[arg-type]
+            for name, args in also:
+                getattr(pipe, name)(*args)
+            replies = pipe.execute()
+        sent = len(self.pending)
+        self.pending = []
+        return replies[sent:]
 
     def ended(self, status: str, **data: Any) -> dict[str, Any]:
         outcome = {"status": status, **data}
         self.send(EventKind.ENDED, outcome)
-        return outcome
+        backoff = 0.1
+        while True:
+            try:
+                self.flush()
+                return outcome
+            except RedisError as exc:
+                # An event is never dropped: the master needs every one to account for
+                # the trial. A worker that cannot reach Redis has nothing better to do.
+                log.warning("trial %s: cannot send its end (%s); retrying", self.trial_id, exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_SEND_BACKOFF_SECONDS)
 
 
 class _StopFlag:
     """should_stop() for the trainer. True once the user stopped the trial or its sweep (keys
-    polled at most every STOP_POLL_SECONDS, so a stop costs microseconds per iteration), the
-    worker is shutting down, or a newer attempt took the trial over."""
+    polled at most every STOP_POLL_SECONDS, with the pending events, so a stop costs
+    microseconds per iteration), the worker is shutting down, or the master gave this job up
+    for dead."""
 
-    def __init__(self, redis: Redis, trial: TrialJob, job_id: str | None) -> None:
-        self.redis = redis
+    def __init__(
+        self, redis: Redis, trial: TrialJob, rq_id: str | None, reporter: _Reporter
+    ) -> None:
         self.keys = (stop_key(trial.trial_id), sweep_stop_key(trial.sweep_id))
-        self.job_id = job_id
+        self.rq_id = rq_id
+        self.reporter = reporter
         self.next_poll = 0.0
         self.requested = False
 
@@ -176,14 +214,15 @@ class _StopFlag:
 
     @property
     def superseded(self) -> bool:
-        return self.job_id in SUPERSEDED
+        return self.rq_id in SUPERSEDED
 
     def __call__(self) -> bool:
         now = time.monotonic()
         if not self.requested and now >= self.next_poll:
             self.next_poll = now + STOP_POLL_SECONDS
             try:
-                self.requested = bool(self.redis.exists(*self.keys))
+                [found] = self.reporter.flush(("exists", self.keys))
+                self.requested = bool(found)
             except RedisError as exc:  # Redis restarting: train on, poll again later
                 log.warning("cannot poll the stop flags: %s", exc)
         return self.requested or self.interrupted or self.superseded
@@ -200,16 +239,23 @@ class _StopFlag:
 class _CheckpointWriter:
     """Writes a checkpoint at every epoch end (and at an early end), prunes, and reports."""
 
-    def __init__(self, trial: TrialJob, root: Path, directory: Path, reporter: _Reporter) -> None:
+    def __init__(
+        self,
+        trial: TrialJob,
+        root: Path,
+        directory: Path,
+        reporter: _Reporter,
+        existing: list[tuple[Path, CheckpointName]],
+    ) -> None:
         self.trial = trial
         self.root = root
         self.directory = directory
         self.reporter = reporter
         self.last_iteration = -1
         self.train_seconds = 0.0  # in the trainer, this attempt: the rest is our overhead
-        # The trial's files as of the last write (one directory listing per epoch); None
-        # until this attempt writes one.
-        self.checkpoints: list[tuple[Path, CheckpointName]] | None = None
+        # The trial's files, oldest epoch first, kept up to date here rather than listed
+        # again: a stage directory holds every trial's files.
+        self.checkpoints = existing
 
     def epoch(self, model: FullyConnectedNet, state: TrainState) -> None:
         self.write(model, state, state.history.val_acc[-1])
@@ -241,7 +287,9 @@ class _CheckpointWriter:
         path = save_checkpoint(
             self.directory / name, model, state, extra={"trial": self.trial.to_dict()}
         )
-        checkpoints = trial_checkpoints(self.directory, self.trial.trial_id)
+        checkpoints = [c for c in self.checkpoints if c[0] != path]
+        checkpoints.append((path, parse_checkpoint_name(path)))
+        checkpoints.sort(key=lambda item: item[1].epoch)
         if self.trial.keep_checkpoints != "all":
             checkpoints = prune(checkpoints, path)
         self.checkpoints = checkpoints
@@ -249,8 +297,6 @@ class _CheckpointWriter:
 
     def _files(self) -> dict[str, Any]:
         checkpoints = self.checkpoints
-        if checkpoints is None:  # e.g. a final trial reported again: what an earlier run wrote
-            checkpoints = trial_checkpoints(self.directory, self.trial.trial_id)
         if not checkpoints:
             return {"checkpoints": [], "best_val_acc": None, "best_epoch": None}
         _, best = best_of(checkpoints)

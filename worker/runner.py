@@ -6,9 +6,10 @@ each dataset loaded once per worker (worker.datasets). What the fork gave is cov
 - Stopping a trial: the trainer polls the trial's stop flag (worker.jobs), so no process has
   to be killed to stop one.
 - Noticing a dead worker: RQ's own heartbeats expire a minute after a worker dies. Instead a
-  thread renews the running trial's lease (core.messages.lease_key) every second with a
-  LEASE_SECONDS expiry; the master re-queues a running trial whose lease expired. The thread
-  also keeps RQ's worker heartbeat alive, so a long trial never makes RQ think we died.
+  thread renews the running job's lease (core.messages.lease_key) every second with a
+  LEASE_SECONDS expiry; the master re-queues the open trials of a started job whose lease
+  expired. The thread also keeps RQ's worker heartbeat alive, so a long trial never makes
+  RQ think we died.
 - Shutting down: the first SIGTERM or SIGINT (or the master's shutdown command) interrupts
   the running trial at its next stop poll; it checkpoints and reports INTERRUPTED, the master
   re-queues it and another worker resumes it from that checkpoint. A second signal is RQ's
@@ -20,7 +21,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -29,7 +29,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from core.messages import LEASE_RENEW_SECONDS, LEASE_SECONDS, lease_key, parse_job_id
+from core.messages import LEASE_RENEW_SECONDS, LEASE_SECONDS, dead_job_key, lease_key
 from worker.lifecycle import SHUTTING_DOWN, SUPERSEDED
 
 log = logging.getLogger(__name__)
@@ -56,19 +56,17 @@ class TrialWorker(SimpleWorker):
 
 
 class _Lease(threading.Thread):
-    """Renews a running trial's lease and its worker's RQ heartbeat until stopped.
+    """Renews a running job's lease and its worker's RQ heartbeat until stopped, and learns
+    whether the master gave the job up for dead (then its trials end at their next poll).
 
     The lease is left to expire rather than deleted when the job ends: the master may not
-    have applied the trial's ENDED event yet, and must not take it for a dead one meanwhile.
+    have applied the job's last events yet, and must not take it for a dead one meanwhile.
     """
 
     def __init__(self, worker: TrialWorker, job: Job) -> None:
         super().__init__(name=f"lease-{job.id}", daemon=True)
         self.worker = worker
         self.job_id = job.id
-        parsed = parse_job_id(job.id)
-        self.key = lease_key(parsed[0]) if parsed else None
-        self.attempt = parsed[1] if parsed else 0
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -79,16 +77,14 @@ class _Lease(threading.Thread):
                 log.warning("could not renew the lease of %s: %s", self.job_id, exc)
 
     def renew(self) -> None:
-        connection = self.worker.connection
-        holder: Any = connection.get(self.key) if self.key is not None else None
-        newer = parse_job_id(holder.decode() if isinstance(holder, bytes) else holder or "")
-        if newer is not None and newer[1] > self.attempt:
-            SUPERSEDED.add(self.job_id)  # the master gave the trial to another worker
-        with connection.pipeline(transaction=False) as pipe:
-            if self.key is not None and self.job_id not in SUPERSEDED:
-                pipe.set(self.key, self.job_id, ex=LEASE_SECONDS)
+        with self.worker.connection.pipeline(transaction=False) as pipe:
+            pipe.set(lease_key(self.job_id), self.worker.name, ex=LEASE_SECONDS)
+            pipe.exists(dead_job_key(self.job_id))
             self.worker.heartbeat(HEARTBEAT_TTL_SECONDS, pipeline=pipe)
-            pipe.execute()
+            dead = pipe.execute()[1]
+        if dead:
+            log.warning("job %s was given up for dead by the master; ending it", self.job_id)
+            SUPERSEDED.add(self.job_id)
 
     def stop(self) -> None:
         self.done.set()

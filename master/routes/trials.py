@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from master.models import Trial, TrialStatus, utcnow
 from master.routes.sweeps import ERRORS
 from master.schemas import TrialDetail
-from master.services import ServicesDep, TokenDep
+from master.services import Services, ServicesDep, TokenDep
 from master.sweeps import Conflict, NotFound
 from master.views import trial_detail
 
@@ -46,8 +47,8 @@ def stop_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
             sweep_id: int | None = trial.sweep_id
         else:
             sweep_id = None
-    if job_id:
-        services.queue.cancel([job_id])
+    if job_id and sweep_id is not None and not _job_has_open_trials(services, job_id):
+        services.queue.cancel([job_id])  # else its batch reaches it, sees the flag, skips it
     if sweep_id is not None:  # the stage may be complete now
         services.scheduler.advance([sweep_id])
     with services.db.reading() as session:
@@ -59,3 +60,15 @@ def _get_trial(session: Session, trial_id: int) -> Trial:
     if trial is None:
         raise NotFound(f"trial {trial_id}: no such trial")
     return trial
+
+
+def _job_has_open_trials(services: Services, job_id: str) -> bool:
+    with services.db.reading() as session:
+        return bool(
+            session.scalar(
+                select(Trial.id)
+                .where(Trial.job_id == job_id)
+                .where(Trial.status.in_([TrialStatus.QUEUED, TrialStatus.RUNNING]))
+                .limit(1)
+            )
+        )

@@ -106,7 +106,7 @@ def test_a_rerun_resumes_from_the_latest_checkpoint(redis: Redis, worker_env: Pa
     latest.unlink()  # as if the worker died during the last epoch
     redis.delete(EVENT_STREAM)
 
-    second = run_trial(trial_job(keep_checkpoints="all"))
+    second = run_trial(trial_job(keep_checkpoints="all", attempt=2))
     started = events(redis)[0]
     assert started.kind is EventKind.STARTED and started.data["resumed_from_epoch"] == 3.0
     # Epochs 1-3 come from the checkpoint (re-sent in case their events were lost), then 4
@@ -128,7 +128,7 @@ def without_files(epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_a_finished_trial_is_reported_again_not_retrained(redis: Redis, worker_env: Path) -> None:
     first = run_trial(trial_job())
     redis.delete(EVENT_STREAM)
-    second = run_trial(trial_job())
+    second = run_trial(trial_job(attempt=2))
     kinds = [e.kind for e in events(redis)]
     assert kinds == [EventKind.STARTED] + [EventKind.EPOCH] * 4 + [EventKind.ENDED]
     assert second["status"] == "finished" and second["best_val_acc"] == first["best_val_acc"]
@@ -159,7 +159,7 @@ def test_a_worker_shutdown_interrupts_the_trial_and_a_rerun_ends_as_if_it_had_no
     assert outcome["status"] == "interrupted"
     assert outcome["reason"].startswith("the worker shut down at epoch 1.0")
 
-    resumed = run_trial(trial_job(trial_id=8, keep_checkpoints="all"))
+    resumed = run_trial(trial_job(trial_id=8, keep_checkpoints="all", attempt=2))
     assert resumed["status"] == "finished"
     assert resumed["best_val_acc"] == uninterrupted["best_val_acc"]
     assert resumed["val_acc"] == uninterrupted["val_acc"]
@@ -169,13 +169,29 @@ def test_a_worker_shutdown_interrupts_the_trial_and_a_rerun_ends_as_if_it_had_no
     )
 
 
-def test_a_superseded_attempt_ends_without_a_word(redis: Redis, worker_env: Path) -> None:
-    lifecycle.SUPERSEDED.add("trial-42-1")
+def test_a_job_given_up_for_dead_ends_its_trials_without_a_word(
+    redis: Redis, worker_env: Path
+) -> None:
+    trial = TrialJob.from_dict(trial_job())
+    reporter = jobs._Reporter(redis, trial.trial_id, trial.attempt)
+    lifecycle.SUPERSEDED.add("trials-42-1")
     try:
-        outcome = jobs._StopFlag(redis, TrialJob.from_dict(trial_job()), "trial-42-1")
-        assert outcome() is True
+        stop = jobs._StopFlag(redis, trial, "trials-42-1", reporter)
+        assert stop() is True
+        assert stop.outcome(reporter, "before it started") == {"status": "superseded"}
     finally:
         lifecycle.SUPERSEDED.clear()
+    assert events(redis) == []
+
+
+def test_a_batch_runs_its_trials_in_turn_and_skips_a_stopped_one(
+    redis: Redis, worker_env: Path
+) -> None:
+    redis.set(stop_key(2), 1)
+    outcomes = jobs.run_trials([trial_job(trial_id=i, num_epochs=1) for i in (1, 2, 3)])
+    assert [o["status"] for o in outcomes] == ["finished", "stopped", "finished"]
+    ended = [e.trial_id for e in events(redis) if e.kind is EventKind.ENDED]
+    assert ended == [1, 2, 3]
 
 
 def test_an_unwritable_checkpoint_directory_fails_the_trial_with_the_reason(

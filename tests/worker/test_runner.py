@@ -22,16 +22,18 @@ def test_the_dataset_is_loaded_once_in_the_worker_not_per_trial(
     jobs = [
         (
             job_id(trial_id, 1),
-            TrialJob(
-                trial_id=trial_id,
-                sweep_id=1,
-                stage_index=0,
-                dataset="digits",
-                hyperparameters={"learning_rate": 0.1},
-                num_epochs=0.5,
-                seed=trial_id,
-                explode_factor=3.0,
-            ),
+            [
+                TrialJob(
+                    trial_id=trial_id,
+                    sweep_id=1,
+                    stage_index=0,
+                    dataset="digits",
+                    hyperparameters={"learning_rate": 0.1},
+                    num_epochs=0.5,
+                    seed=trial_id,
+                    explode_factor=3.0,
+                )
+            ],
         )
         for trial_id in (1, 2)
     ]
@@ -42,6 +44,7 @@ def test_the_dataset_is_loaded_once_in_the_worker_not_per_trial(
     # Loaded by the first trial, reused by the second, and kept by the worker's process.
     assert len(DATASETS) == 1
     assert len(list(tmp_path.rglob("*.npz"))) == 2  # both trials ran
-    # Each trial took a lease, left to expire (the master may not have read its end yet).
-    assert all(0 < redis.ttl(lease_key(trial_id)) <= LEASE_SECONDS for trial_id in (1, 2))
-    assert redis.get(lease_key(2)) == job_id(2, 1).encode()
+    # Each job took a lease, left to expire (the master may not have read its end yet).
+    leases = [lease_key(job_id(trial_id, 1)) for trial_id in (1, 2)]
+    assert all(0 < redis.ttl(key) <= LEASE_SECONDS for key in leases)
+    assert redis.get(leases[1]) == worker.name.encode()
