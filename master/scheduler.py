@@ -326,17 +326,17 @@ class Scheduler:
         self.advance(ended)
 
     def reconcile(self) -> None:
-        self.requeue_dead()
-        self.enqueue_pending()
-        self.requeue_lost()
         StartedJobRegistry(queue=self.queue.queue).cleanup()
         failed = FailedJobRegistry(queue=self.queue.queue)
-        for rq_id in failed.get_job_ids():
+        for rq_id in failed.get_job_ids():  # before requeue_dead, for RQ's better reason
             job = self.queue.fetch(rq_id)
             result = job.latest_result() if job is not None else None
             reason = _last_line(result) or "the worker ended the job without a result"
             self._give_up([rq_id], f"RQ failed its job: {reason}")
             failed.remove(rq_id)
+        self.requeue_dead()
+        self.enqueue_pending()
+        self.requeue_lost()
 
 
 def _stage_of(row: Any) -> tuple[int, int]:
