@@ -1,8 +1,10 @@
 """The RQ worker that runs trials: one process that runs jobs itself, holding a lease on each.
 
 Why not RQ's forking Worker: a fork per job costs 16-20 ms, more than a whole one-epoch trial
-of a coarse stage on small data; running jobs in the worker process costs 2-5 ms, and keeps
-each dataset loaded once per worker (worker.datasets). What the fork gave is covered here:
+of a coarse stage on small data; running jobs in the worker process saves that and keeps each
+dataset loaded once per worker (worker.datasets). RQ's own bookkeeping still costs about
+13 ms per job here, which is why the master batches short trials into one job. What the fork
+gave is covered here:
 - Stopping a trial: the trainer polls the trial's stop flag (worker.jobs), so no process has
   to be killed to stop one.
 - Noticing a dead worker: RQ's own heartbeats expire a minute after a worker dies. Instead a
@@ -40,7 +42,10 @@ HEARTBEAT_TTL_SECONDS = 30  # RQ's heartbeat expiry while a trial runs (renewed 
 class TrialWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         lease = _Lease(self, job)
-        lease.renew()  # before the job reports STARTED: a running trial always has a lease
+        try:
+            lease.renew()  # before the job reports STARTED: a running trial has a lease
+        except RedisError as exc:  # the thread renews it once Redis is back
+            log.warning("could not take the lease of %s: %s", job.id, exc)
         lease.start()
         try:
             super().execute_job(job, queue)
