@@ -46,6 +46,11 @@ class TrialQueue:
             self.queue.enqueue_many(data)
         return len(data)
 
+    def taken_job_ids(self) -> set[str]:
+        """Jobs a worker took off the queue but has not started yet (RQ's intermediate
+        queue): a job stays there if its worker died, or lost Redis, in between."""
+        return set(self.queue.intermediate_queue.get_job_ids())
+
     def worker_count(self) -> int:
         return int(Worker.count(queue=self.queue))
 
@@ -60,7 +65,7 @@ class TrialQueue:
         number. A job a worker has already taken is left to its trials' stop flags (RQ's own
         job.cancel() costs a dozen round trips per job and fails on a job that starts
         meanwhile)."""
-        ids = list(rq_ids)
+        ids = list(dict.fromkeys(rq_ids))  # a batch's trials share their job id
         if not ids:
             return
         with self.redis.pipeline(transaction=False) as pipe:

@@ -6,14 +6,14 @@ keep RQ and the database in step.
   had read but not acknowledged, so a master crash loses no event.
 - Trials are committed before they are enqueued (master.sweeps); `enqueue_pending` queues
   every trial that has no job yet, and re-queues a queued trial whose job Redis lost.
-- `requeue_dead` re-queues running trials whose worker died: each running trial holds a
-  lease its worker renews every second (worker.runner); once it expires the trial gets a new
-  attempt, which resumes from its latest checkpoint. Detection takes the lease's
-  LEASE_SECONDS plus one reconcile period. It only runs once every event in the stream is
-  applied, so a trial that ended, but whose ENDED event is still unread, is never taken for
-  a dead one.
-- `reconcile` turns jobs RQ marked failed into failed or stopped trials, and runs RQ's
-  clean-up of jobs whose worker died.
+- `requeue_dead` re-queues the open trials of jobs whose worker died: each running RQ job
+  holds a lease its worker renews every second (worker.runner); once it expires the job's
+  trials get a new attempt, which resumes from their latest checkpoint. Detection takes the
+  lease's LEASE_SECONDS plus one reconcile period. It only runs once every event in the
+  stream is applied, so a trial that ended, but whose ENDED event is still unread, is never
+  taken for a dead one.
+- `reconcile` also re-queues the open trials of jobs RQ marked failed (a trial tried
+  MAX_ATTEMPTS times fails instead), and runs RQ's clean-up of jobs whose worker died.
 Redis or database outages are retried with back-off; nothing is acknowledged meanwhile.
 """
 
@@ -79,6 +79,7 @@ class Scheduler:
         self._enqueueing = threading.Lock()
         # After a Redis outage the workers need a moment to renew their leases.
         self._check_leases_after = 0.0
+        self._stuck: set[str] = set()  # jobs last seen taken but not started, without a lease
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -209,9 +210,7 @@ class Scheduler:
                 if rows and workers is None:
                     workers = self.queue.worker_count()
                 jobs = []
-                for _, group in groupby(
-                    rows, key=lambda row: (row[0].sweep_id, row[0].stage_index)
-                ):
+                for _, group in groupby(rows, key=_stage_of):
                     stage_rows = list(group)
                     size = batch_size(len(stage_rows), workers or 1, stage_rows[0][0].num_epochs)
                     for start in range(0, len(stage_rows), size):
@@ -260,7 +259,7 @@ class Scheduler:
     # -- reconciling with RQ ----------------------------------------------------------------
 
     def requeue_dead(self) -> int:
-        """Give up the started jobs whose lease expired (their worker died): their open trials
+        """Give up the jobs a worker took but holds no lease on (it died): their open trials
         go back to the queue. Returns how many jobs."""
         if not self._caught_up or time.monotonic() < self._check_leases_after:
             return 0
@@ -282,12 +281,22 @@ class Scheduler:
                 pipe.exists(lease_key(rq_id))
                 pipe.hget(f"rq:job:{rq_id}", "status")
             replies = pipe.execute()
+        leased = dict(zip(running, replies[::2], strict=True))
+        statuses = {j: (s or b"").decode() for j, s in zip(running, replies[1::2], strict=True)}
+        # Taken off the queue but never started, on two passes in a row (the first sighting
+        # may fall between a worker's dequeue and its taking the lease): its worker died or
+        # lost Redis in between.
+        stuck_before = self._stuck
+        self._stuck = {j for j in self.queue.taken_job_ids() if j in running and not leased[j]}
         dead = [
             rq_id
-            for (rq_id, has_running), leased, status in zip(
-                running.items(), replies[::2], replies[1::2], strict=True
+            for rq_id, has_running in running.items()
+            if not leased[rq_id]
+            and (
+                has_running
+                or statuses[rq_id] in LEFT_THE_QUEUE
+                or rq_id in stuck_before & self._stuck
             )
-            if not leased and (has_running or (status or b"").decode() in LEFT_THE_QUEUE)
         ]
         if dead:
             self._give_up(dead, None)

@@ -41,8 +41,9 @@ def run_worker(args: argparse.Namespace) -> int:
     backoff = 1.0
     try:
         while True:
-            worker = make_worker(redis, args.queue or [settings.queue], name=args.name)
-            try:
+            worker = None
+            try:  # RQ talks to Redis as soon as a worker is made, not only in work()
+                worker = make_worker(redis, args.queue or [settings.queue], name=args.name)
                 worker.work(burst=args.burst, with_scheduler=False)
             except (RedisError, ValueError) as exc:
                 # ValueError: RQ refuses a name whose last registration has not expired yet.
@@ -52,7 +53,8 @@ def run_worker(args: argparse.Namespace) -> int:
             log.warning("the worker loop ended; starting it again in %.0f s", backoff)
             SHUTTING_DOWN.wait(backoff)
             try:  # free our name: the next registration would be refused while it lives
-                worker.register_death()
+                if worker is not None:
+                    worker.register_death()
             except RedisError:
                 pass
             backoff = min(backoff * 2, MAX_RESTART_BACKOFF_SECONDS)

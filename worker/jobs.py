@@ -82,9 +82,9 @@ def _run_one(
     trial: TrialJob, redis: Redis, checkpoint_dir: Path, rq_id: str | None, worker: str
 ) -> dict[str, Any]:
     reporter = _Reporter(redis, trial.trial_id, trial.attempt)
-    stop = _StopFlag(redis, trial, rq_id, reporter)
+    stop = _StopFlag(trial, rq_id, reporter)
     if stop():
-        return stop.outcome(reporter, "before it started")
+        return stop.outcome("before it started")
     try:
         return _train_trial(trial, checkpoint_dir, reporter, stop, worker)
     except SystemExit:  # RQ's cold stop: the trial was not at fault, let the master re-queue it
@@ -199,9 +199,7 @@ class _StopFlag:
     microseconds per iteration), the worker is shutting down, or the master gave this job up
     for dead."""
 
-    def __init__(
-        self, redis: Redis, trial: TrialJob, rq_id: str | None, reporter: _Reporter
-    ) -> None:
+    def __init__(self, trial: TrialJob, rq_id: str | None, reporter: _Reporter) -> None:
         self.keys = (stop_key(trial.trial_id), sweep_stop_key(trial.sweep_id))
         self.rq_id = rq_id
         self.reporter = reporter
@@ -227,13 +225,19 @@ class _StopFlag:
                 log.warning("cannot poll the stop flags: %s", exc)
         return self.requested or self.interrupted or self.superseded
 
-    def outcome(self, reporter: _Reporter, when: str) -> dict[str, Any]:
+    def ending(self, when: str) -> tuple[str, str]:
+        """The status and reason of a trial this flag ended `when` ("at epoch 2.50"): a
+        user's stop wins over a worker shutdown, which re-queues the trial."""
+        if self.requested:
+            return TrainStatus.STOPPED.value, f"stopped {when}"
+        return INTERRUPTED, f"the worker shut down {when}"
+
+    def outcome(self, when: str) -> dict[str, Any]:
         """The ENDED event of a trial this flag ended before it trained."""
         if self.superseded:
             return {"status": "superseded"}
-        if self.requested:
-            return reporter.ended(TrainStatus.STOPPED.value, reason=f"stopped {when}")
-        return reporter.ended(INTERRUPTED, reason=f"the worker shut down {when}")
+        status, reason = self.ending(when)
+        return self.reporter.ended(status, reason=reason)
 
 
 class _CheckpointWriter:
@@ -326,9 +330,7 @@ class _CheckpointWriter:
                 f"cost {explosion.cost:.4g} at iteration {explosion.iteration} is "
                 f"{explosion.ratio:.3g}x the first cost {explosion.initial_cost:.4g}"
             )
-        elif state.status is TrainStatus.STOPPED and not stop.requested and stop.interrupted:
-            outcome["reason"] = f"the worker shut down at epoch {state.epoch:.2f}"
-            return self.reporter.ended(INTERRUPTED, **outcome)
         elif state.status is TrainStatus.STOPPED:
-            outcome["reason"] = f"stopped at epoch {state.epoch:.2f}"
+            status, outcome["reason"] = stop.ending(f"at epoch {state.epoch:.2f}")
+            return self.reporter.ended(status, **outcome)
         return self.reporter.ended(state.status.value, **outcome)

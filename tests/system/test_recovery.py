@@ -144,7 +144,12 @@ def test_a_restarted_redis_loses_nothing_queued_and_the_sweep_completes(
     sweep = system.wait_until_done(sweep_id, timeout=180)
     assert sweep["status"] == "finished"
     trials = assert_accounted_for(system, sweep_id, 30)
-    assert all(t["attempts"] == 1 for t in trials)  # no trial was taken for a dead one
+    # No running trial was taken for a dead one: the master waits out an outage before it
+    # judges leases. A job a worker had just taken off the queue as Redis went down is
+    # dropped by RQ before it starts; its trial is dispatched again, never run twice.
+    master_log = (system.processes.logs / "master.log").read_text()
+    assert "stopped answering at epoch" not in master_log
+    assert all(t["attempts"] <= 2 for t in trials)
     assert system.get("/api/workers")["count"] == 2  # both workers came back
 
 

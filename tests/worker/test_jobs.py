@@ -176,9 +176,9 @@ def test_a_job_given_up_for_dead_ends_its_trials_without_a_word(
     reporter = jobs._Reporter(redis, trial.trial_id, trial.attempt)
     lifecycle.SUPERSEDED.add("trials-42-1")
     try:
-        stop = jobs._StopFlag(redis, trial, "trials-42-1", reporter)
+        stop = jobs._StopFlag(trial, "trials-42-1", reporter)
         assert stop() is True
-        assert stop.outcome(reporter, "before it started") == {"status": "superseded"}
+        assert stop.outcome("before it started") == {"status": "superseded"}
     finally:
         lifecycle.SUPERSEDED.clear()
     assert events(redis) == []
