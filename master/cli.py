@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from core import cli as core_cli
 
 EXIT_USAGE = 2
-COMMAND_MODULES = ("core.cli", "master.commands", "worker.cli")
+COMMAND_MODULES = ("core.cli", "master.commands", "worker.cli", "dashboard.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

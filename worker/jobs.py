@@ -109,7 +109,9 @@ def _train_trial(
     directory = checkpoint_dir / trial.checkpoint_subdir
     # A first attempt has no files yet: only a re-run lists the directory for them.
     existing = trial_checkpoints(directory, trial.trial_id) if trial.attempt > 1 else []
-    writer = _CheckpointWriter(trial, checkpoint_dir, directory, reporter, existing)
+    writer = _CheckpointWriter(
+        trial, checkpoint_dir, directory, reporter, existing, data.image_shape
+    )
     model, state = _resume_or_start(existing, config, data, trial.trial_id)
     reporter.send(
         EventKind.STARTED,
@@ -250,12 +252,15 @@ class _CheckpointWriter:
         directory: Path,
         reporter: _Reporter,
         existing: list[tuple[Path, CheckpointName]],
+        image_shape: tuple[int, ...] | None,
     ) -> None:
         self.trial = trial
         self.root = root
         self.directory = directory
         self.reporter = reporter
         self.last_iteration = -1
+        # Saved with each checkpoint so the dashboard can draw first-layer weights as images.
+        self.image_shape = image_shape
         self.train_seconds = 0.0  # in the trainer, this attempt: the rest is our overhead
         # The trial's files, oldest epoch first, kept up to date here rather than listed
         # again: a stage directory holds every trial's files.
@@ -289,7 +294,10 @@ class _CheckpointWriter:
     def write(self, model: FullyConnectedNet, state: TrainState, val_acc: float) -> None:
         name = checkpoint_name(val_acc, self.trial.trial_id, state.epoch)
         path = save_checkpoint(
-            self.directory / name, model, state, extra={"trial": self.trial.to_dict()}
+            self.directory / name,
+            model,
+            state,
+            extra={"trial": self.trial.to_dict(), "image_shape": self.image_shape},
         )
         checkpoints = [c for c in self.checkpoints if c[0] != path]
         checkpoints.append((path, parse_checkpoint_name(path)))

@@ -1,0 +1,108 @@
+"""What the pages load besides HTML: figures (JSON), weight images, checkpoint downloads,
+and Plotly itself, from the plotly package's own bundled copy (no CDN)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, Response
+from sqlalchemy import select
+
+from dashboard.figures import sweep_figures, trial_figures
+from dashboard.files import NoSuchFile, checkpoint_path, inside
+from dashboard.leaderboard import best_checkpoint
+from dashboard.state import DashboardDep
+from dashboard.weights import NoImage, first_layer_png
+from master.models import Stage, Sweep, SweepStatus, Trial, TrialEpoch, TrialStatus
+from master.sweeps import NotFound
+
+router = APIRouter()
+Id = Annotated[int, PathParam(ge=1, le=2**53)]
+CheckpointFile = Annotated[str, PathParam(min_length=1, max_length=200)]
+
+
+@cache
+def plotly_js() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+@router.get("/vendor/plotly.min.js", include_in_schema=False)
+def read_plotly() -> FileResponse:
+    """The plotly.js that the installed plotly package bundles."""
+    return FileResponse(
+        plotly_js(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
+@router.get("/api/sweeps/{sweep_id}/figures")
+def read_sweep_figures(sweep_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
+    """The sweep page's figures, and whether they can still change."""
+    with dashboard.db.reading() as session:
+        sweep = session.get(Sweep, sweep_id)
+        if sweep is None:
+            raise NotFound(f"sweep {sweep_id}: no such sweep")
+        stages = list(
+            session.scalars(select(Stage).where(Stage.sweep_id == sweep_id).order_by(Stage.index))
+        )
+        trials = list(
+            session.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.id))
+        )
+        figures = sweep_figures(sweep.spec.get("space", {}), stages, trials)
+        return {"figures": figures, "live": sweep.status == SweepStatus.RUNNING}
+
+
+@router.get("/api/trials/{trial_id}/figures")
+def read_trial_figures(trial_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
+    """The trial page's curves, and whether they can still change."""
+    with dashboard.db.reading() as session:
+        trial = session.get(Trial, trial_id)
+        if trial is None:
+            raise NotFound(f"trial {trial_id}: no such trial")
+        epochs = list(
+            session.scalars(
+                select(TrialEpoch).where(TrialEpoch.trial_id == trial_id).order_by(TrialEpoch.epoch)
+            )
+        )
+        live = trial.status in (TrialStatus.QUEUED, TrialStatus.RUNNING)
+        return {"figures": trial_figures(epochs), "live": live}
+
+
+@router.get("/trials/{trial_id}/weights.png")
+def read_weights(trial_id: Id, dashboard: DashboardDep) -> Response:
+    """The first-layer weights of the trial's best checkpoint, one tile per hidden unit."""
+    with dashboard.db.reading() as session:
+        trial = session.get(Trial, trial_id)
+        if trial is None:
+            raise NotFound(f"trial {trial_id}: no such trial")
+        best = best_checkpoint(trial.checkpoints)
+    if best is None:
+        raise NotFound(f"trial {trial_id}: no checkpoint yet")
+    try:
+        png = first_layer_png(inside(dashboard.settings.checkpoint_dir, best))
+    except (NoSuchFile, NoImage) as exc:
+        raise NotFound(f"trial {trial_id}: {exc}") from None
+    return Response(png, media_type="image/png")
+
+
+@router.get("/trials/{trial_id}/checkpoints/{name}")
+def download_checkpoint(
+    trial_id: Id, name: CheckpointFile, dashboard: DashboardDep
+) -> FileResponse:
+    """One of the trial's checkpoint files, as a download."""
+    with dashboard.db.reading() as session:
+        trial = session.get(Trial, trial_id)
+        if trial is None:
+            raise NotFound(f"trial {trial_id}: no such trial")
+        try:
+            path = checkpoint_path(dashboard.settings.checkpoint_dir, trial, name)
+        except NoSuchFile as exc:
+            raise NotFound(str(exc)) from None
+    return FileResponse(path, media_type="application/octet-stream", filename=path.name)

@@ -1,0 +1,198 @@
+"""The HTML pages. Each page also renders its live part alone (`?part=live`), which the
+page's script fetches every 2 s while the sweep or trial is still running."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, Response
+from redis.exceptions import RedisError
+from rq import Worker
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from dashboard.files import NoSuchFile, inside
+from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard
+from dashboard.state import Dashboard, DashboardDep
+from dashboard.weights import NoImage, describe_first_layer
+from master.models import Sweep, SweepStatus, Trial, TrialStatus
+from master.sweeps import NotFound
+from master.views import sweep_public
+
+router = APIRouter(default_response_class=HTMLResponse)
+Id = Annotated[int, PathParam(ge=1, le=2**53)]
+Part = Annotated[Literal["live"] | None, Query(description="only the live part of the page")]
+LIVE_HEADER = "X-Live"  # "true" while the page's data can still change
+
+
+def _render(
+    dashboard: Dashboard, request: Request, page: str, part: str | None, live: bool, **context: Any
+) -> Response:
+    template = f"{page}_live.html" if part else f"{page}.html"
+    response = dashboard.templates.TemplateResponse(
+        request, template, {"live": live, "page": page, **context}
+    )
+    response.headers[LIVE_HEADER] = "true" if live else "false"
+    return response
+
+
+def _any_sweep_running(session: Session) -> bool:
+    return bool(session.scalar(select(exists().where(Sweep.status == SweepStatus.RUNNING))))
+
+
+class BadAddress(ValueError):
+    """A query parameter the page cannot use; the message names it."""
+
+
+def _leaderboard_filters(
+    sweep: Annotated[str | None, Query(max_length=20)] = None,
+    stage: Annotated[str | None, Query(max_length=20)] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+) -> Filters:
+    # Strings, not ints: the filter form sends "all" as an empty value.
+    statuses = [s.value for s in TrialStatus]
+    if status and status not in statuses:
+        raise BadAddress(f"status: {status!r} is not one of {', '.join(statuses)}")
+    return Filters(
+        _optional_int("sweep", sweep, 1, 2**53),
+        _optional_int("stage", stage, 0, 1000),
+        status or None,
+    )
+
+
+def _optional_int(name: str, text: str | None, low: int, high: int) -> int | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadAddress(f"{name}: {text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise BadAddress(f"{name}: must be from {low} to {high}, got {value}")
+    return value
+
+
+@router.get("/")
+def read_leaderboard(
+    request: Request,
+    dashboard: DashboardDep,
+    filters: Annotated[Filters, Depends(_leaderboard_filters)],
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    part: Part = None,
+) -> Response:
+    """Every trial, best validation accuracy first."""
+    with dashboard.db.reading() as session:
+        board = load_leaderboard(session, filters, offset)
+        live = _any_sweep_running(session)
+        return _render(
+            dashboard,
+            request,
+            "leaderboard",
+            part,
+            live,
+            board=board,
+            filters=filters,
+            statuses=[s.value for s in TrialStatus],
+        )
+
+
+@router.get("/sweeps/{sweep_id}")
+def read_sweep(
+    sweep_id: Id, request: Request, dashboard: DashboardDep, part: Part = None
+) -> Response:
+    """A sweep's stages (progress, ranges, warnings) and its plots."""
+    with dashboard.db.reading() as session:
+        sweep = session.get(Sweep, sweep_id)
+        if sweep is None:
+            raise NotFound(f"sweep {sweep_id}: no such sweep")
+        summary = sweep_public(session, sweep)
+        space = sweep.spec.get("space", {})
+        return _render(
+            dashboard,
+            request,
+            "sweep",
+            part,
+            sweep.status == SweepStatus.RUNNING,
+            sweep=summary,
+            log_parameters=[
+                n for n, d in space.items() if d.get("dist") in ("loguniform", "logint")
+            ],
+        )
+
+
+@router.get("/trials/{trial_id}")
+def read_trial(
+    trial_id: Id, request: Request, dashboard: DashboardDep, part: Part = None
+) -> Response:
+    """A trial's curves, hyperparameters, status and checkpoints."""
+    with dashboard.db.reading() as session:
+        trial = session.get(Trial, trial_id)
+        if trial is None:
+            raise NotFound(f"trial {trial_id}: no such trial")
+        sweep = session.get(Sweep, trial.sweep_id)
+        best = best_checkpoint(trial.checkpoints)
+        weights_note = None if part else _weights_note(dashboard.settings.checkpoint_dir, best)
+        return _render(
+            dashboard,
+            request,
+            "trial",
+            part,
+            trial.status in (TrialStatus.QUEUED, TrialStatus.RUNNING),
+            trial=trial,
+            sweep_name=sweep.name if sweep else "",
+            checkpoints=[PurePosixPath(p).name for p in trial.checkpoints],
+            best_checkpoint=PurePosixPath(best).name if best else None,
+            weights=weights_note,
+        )
+
+
+def _weights_note(root: Any, best: str | None) -> dict[str, Any]:
+    """Whether the first-layer weights can be drawn, and what the picture holds."""
+    if best is None:
+        return {"ok": False, "text": "no checkpoint yet"}
+    try:
+        shown, units, shape = describe_first_layer(inside(root, best))
+    except (NoSuchFile, NoImage) as exc:
+        return {"ok": False, "text": str(exc)}
+    more = f" (the first {shown} of {units})" if shown < units else ""
+    size = "x".join(map(str, shape))
+    return {
+        "ok": True,
+        "text": f"{units} hidden units as {size} images{more}, from {PurePosixPath(best).name}",
+    }
+
+
+@router.get("/workers")
+def read_workers(request: Request, dashboard: DashboardDep, part: Part = None) -> Response:
+    """Each worker, its state, current trial and last heartbeat (from Redis)."""
+    error = None
+    workers: list[dict[str, Any]] = []
+    try:
+        found = Worker.all(connection=dashboard.redis)
+        workers = [
+            {
+                "name": w.name,
+                "host": w.hostname,
+                "state": str(w.get_state()),
+                "job": w.get_current_job_id(),
+                "heartbeat": w.last_heartbeat,
+            }
+            for w in found
+        ]
+    except RedisError as exc:
+        error = f"Redis ({dashboard.settings.redis_url}) is unreachable: {exc}"
+    with dashboard.db.reading() as session:
+        running = dict(
+            session.execute(
+                select(Trial.worker, Trial.id).where(Trial.status == TrialStatus.RUNNING)
+            ).all()
+        )
+    for worker in workers:
+        worker["trial"] = running.get(worker["name"]) if worker["job"] else None
+    workers.sort(key=lambda w: w["name"])
+    return _render(
+        dashboard, request, "workers", part, True, workers=workers, error=error, running=running
+    )
