@@ -84,7 +84,7 @@ class System:
         self.database_url = database_url or f"sqlite:///{data_dir / 'hpsearch.db'}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "master.cli", "up", "--workers", str(workers),
-             "--port", str(self.port), "--data-dir", str(data_dir)],
+             "--port", str(self.port), "--dashboard-port", "0", "--data-dir", str(data_dir)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 60

@@ -78,24 +78,24 @@ def _install_error_pages(app: FastAPI, templates: Jinja2Templates) -> None:
         return error(request, exc.status_code, f"error {exc.status_code}", detail)
 
     @app.exception_handler(DatabaseUnavailable)
-    async def _no_database(request: Request, exc: DatabaseUnavailable) -> Response:
-        log.warning("%s", exc)
+    @app.exception_handler(SQLAlchemyError)
+    async def _no_database(request: Request, exc: Exception) -> Response:
+        log.warning("database: %s", exc)
+        text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        if "no such table" in text or "does not exist" in text:
+            return error(
+                request,
+                503,
+                "the database has no hpsearch tables yet",
+                f"{text}. Start the master once (hpsearch master or hpsearch up) to create them.",
+            )
         return error(
             request,
             503,
             "the database is unreachable",
-            f"{exc}. The dashboard reads everything from the database (DATABASE_URL); "
+            f"{text}. The dashboard reads everything from the database (DATABASE_URL); "
             "this page will work again once it answers.",
         )
-
-    @app.exception_handler(SQLAlchemyError)
-    async def _database_error(request: Request, exc: SQLAlchemyError) -> Response:
-        log.warning("database: %s", exc)
-        text = str(getattr(exc, "orig", exc)).splitlines()[0]
-        hint = ""
-        if "no such table" in text or "does not exist" in text:
-            hint = " The database has no hpsearch tables yet: start the master once to create them."
-        return error(request, 503, "the database could not answer", text + "." + hint)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

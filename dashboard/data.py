@@ -42,6 +42,12 @@ def read_plotly() -> FileResponse:
     )
 
 
+@router.get("/healthz", include_in_schema=False)
+def read_health() -> dict[str, str]:
+    """The process answers (it does not touch the database: pages say when that is down)."""
+    return {"status": "ok"}
+
+
 @router.get("/api/sweeps/{sweep_id}/figures")
 def read_sweep_figures(sweep_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
     """The sweep page's figures, and whether they can still change."""

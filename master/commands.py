@@ -6,6 +6,7 @@ import argparse
 import logging
 
 DEFAULT_PORT = 8000
+DEFAULT_DASHBOARD_PORT = 8080
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,14 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     up = subparsers.add_parser(
         "up",
-        help="run everything on this machine: Redis, the master and workers",
-        description="Start an embedded Redis, the master (SQLite under --data-dir) and N "
-        "workers; Ctrl-C or SIGTERM stops them all.",
+        help="run everything on this machine: Redis, the master, workers and the dashboard",
+        description="Start an embedded Redis, the master (SQLite under --data-dir), N "
+        "workers and the dashboard; Ctrl-C or SIGTERM stops them all.",
     )
     up.add_argument(
         "--workers", type=_count, default=None, help="workers (default: CPU count; 0 for none)"
     )
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help="master port")
+    up.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=DEFAULT_DASHBOARD_PORT,
+        help=f"dashboard port (default {DEFAULT_DASHBOARD_PORT}; 0: no dashboard)",
+    )
     up.add_argument("--redis-port", type=int, default=0, help="default: a free port")
     up.add_argument("--data-dir", default="hpsearch-data", help="database, checkpoints, Redis")
     up.set_defaults(run=run_up)

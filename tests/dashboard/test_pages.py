@@ -1,0 +1,163 @@
+"""The dashboard's pages over a real database: ranking, filters, paging, ids, errors."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from fastapi.testclient import TestClient
+
+from dashboard.app import create_app
+from master.settings import Settings
+from tests.dashboard.conftest import Board
+
+
+def ranked_ids(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'<tr data-trial="(\d+)"', html)]
+
+
+def test_leaderboard_ranks_by_best_validation_accuracy(board: Board) -> None:
+    response = board.client.get("/")
+    assert response.status_code == 200
+    t = board.trials
+    # Ties on accuracy go to the older trial; trials without accuracy come last, most
+    # epochs first (the exploded one trained 0.2 epochs), then by id.
+    unranked = [i for i in t[5:] if i != board.exploded]
+    assert ranked_ids(response.text) == [t[1], t[3], t[0], t[2], t[4], board.exploded, *unranked]
+    assert "8 trials" in response.text
+    first_row = response.text.split('<tr data-trial="')[1]
+    assert "0.9500" in first_row and "0.9800" in first_row  # val acc, train acc
+    assert "+0.0300" in first_row  # the gap
+
+
+def test_leaderboard_rows_show_status_health_and_checkpoint(board: Board) -> None:
+    page = board.client.get("/").text
+    rows = {int(m[0]): m[1] for m in re.findall(r'<tr data-trial="(\d+)">(.*?)</tr>', page, re.S)}
+    exploded = rows[board.exploded]
+    assert "exploded" in exploded and "at iteration 17, cost 17.4x the first" in exploded
+    # W2's ratio at the latest epoch is 2e-3, W1's 2e-3: ok (biases are not counted).
+    assert 'class="badge health-ok"' in rows[board.trials[1]]
+    assert "health-unknown" in exploded
+    best = rows[board.with_checkpoint]
+    assert f'href="/trials/{board.with_checkpoint}/checkpoints/val0.9100_trial' in best
+    for name in ("learning_rate", "reg", "dropout", "update"):
+        assert f"<th>{name}</th>" in page
+
+
+def test_leaderboard_filters_and_pages(board: Board) -> None:
+    page = board.client.get("/", params={"status": "finished"}).text
+    assert len(ranked_ids(page)) == 5 and "5 trials" in page
+    page = board.client.get("/", params={"sweep": board.sweep_id, "stage": 1}).text
+    assert ranked_ids(page) == [] and "No trials match these filters" in page
+    # The filter form sends "all" as empty values.
+    assert len(ranked_ids(board.client.get("/?sweep=&stage=&status=").text)) == 8
+    page = board.client.get("/", params={"offset": 5}).text
+    assert len(ranked_ids(page)) == 3 and "Showing 6–8" in page
+    assert 'rel="prev" href="/?offset=0"' in page
+
+
+def test_leaderboard_pages_hold_fifty_rows(board: Board) -> None:
+    from dashboard.leaderboard import Filters, load_leaderboard
+
+    with board.db.reading() as session:
+        page = load_leaderboard(session, Filters(), offset=0, page_size=3)
+    assert [r.rank for r in page.rows] == [1, 2, 3]
+    assert page.next_offset == 3 and page.previous_offset is None and page.count == 8
+
+
+def test_bad_filters_and_ids_get_a_page_naming_them(board: Board) -> None:
+    for url, words in [
+        ("/?sweep=abc", "sweep: 'abc' is not a whole number"),
+        ("/?stage=-1", "stage: must be from 0 to 1000"),
+        ("/?status=done", "status: 'done' is not one of queued"),
+        ("/trials/abc", "trial_id"),
+        ("/trials/0", "trial_id"),
+        ("/sweeps/99999999999999999999", "sweep_id"),
+    ]:
+        response = board.client.get(url)
+        assert response.status_code == 400, url
+        assert words in html.unescape(response.text) and "<html" in response.text, url
+    missing = board.client.get("/trials/987654")
+    assert missing.status_code == 404 and "trial 987654: no such trial" in missing.text
+    assert board.client.get("/sweeps/987654").status_code == 404
+    assert board.client.get("/no/such/page").status_code == 404
+
+
+def test_sweep_page_shows_stages_ranges_and_live_part(board: Board) -> None:
+    page = board.client.get(f"/sweeps/{board.sweep_id}").text
+    assert "stage-0" in page and "learning_rate</code> [1.00e-06, 10]" in page
+    assert "5 finished" in page and "1 exploded" in page and "2 queued" in page
+    assert f'data-figures="/api/sweeps/{board.sweep_id}/figures"' in page
+    live = board.client.get(f"/sweeps/{board.sweep_id}", params={"part": "live"})
+    assert live.headers["X-Live"] == "true"  # the sweep is running
+    assert "<html" not in live.text and "stage-0" in live.text
+
+
+def test_trial_page_lists_hyperparameters_checkpoints_and_weights(board: Board) -> None:
+    page = board.client.get(f"/trials/{board.with_checkpoint}").text
+    assert "learning_rate" in page and "val0.9100_trial" in page
+    assert f'src="/trials/{board.with_checkpoint}/weights.png"' in page
+    assert "12 hidden units as 8x8 images" in page
+    exploded = board.client.get(f"/trials/{board.exploded}")
+    assert "17.4x the first cost" in exploded.text
+    assert "Not shown: no checkpoint yet" in exploded.text
+    live = board.client.get(f"/trials/{board.with_checkpoint}", params={"part": "live"})
+    assert live.headers["X-Live"] == "false"  # finished
+
+
+def test_weights_image_is_a_png_of_one_tile_per_unit(board: Board) -> None:
+    response = board.client.get(f"/trials/{board.with_checkpoint}/weights.png")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    width, height = int.from_bytes(response.content[16:20]), int.from_bytes(response.content[20:24])
+    assert (width, height) == (4 * 9 + 1, 3 * 9 + 1)  # 12 tiles of 8x8 in a 4x3 grid, 1 px gaps
+    assert board.client.get(f"/trials/{board.exploded}/weights.png").status_code == 404
+
+
+def test_figures_hold_one_point_per_scored_trial(board: Board) -> None:
+    body = board.client.get(f"/api/sweeps/{board.sweep_id}/figures").json()
+    figures = body["figures"]
+    assert body["live"] is True
+    assert set(figures) == {"plot-val-learning_rate", "plot-val-reg", "plot-pair", "plot-parallel"}
+    assert sum(len(t["x"]) for t in figures["plot-val-learning_rate"]["data"]) == 5
+    pair = figures["plot-pair"]["data"]
+    assert len(pair[0]["x"]) == 5 and len(pair[1]["x"]) == 1  # scored; exploded
+    assert [t["name"] for t in pair[2:]] == ["stage 0 range"]  # stage 1 is not planned yet
+    assert pair[2]["x"] == [1e-6, 10, 10, 1e-6, 1e-6]
+    assert figures["plot-pair"]["layout"]["xaxis"]["type"] == "log"
+    trial = board.client.get(f"/api/trials/{board.trials[1]}/figures").json()["figures"]
+    assert len(trial["plot-loss"]["data"][0]["y"]) == 6  # 3 iterations x 2 epochs
+    assert {t["name"] for t in trial["plot-ratios"]["data"]} >= {"W1", "W2", "b1", "b2"}
+    assert board.client.get("/api/trials/987654/figures").status_code == 404
+
+
+def test_workers_page_says_when_redis_is_unreachable(board: Board) -> None:
+    response = board.client.get("/workers")
+    assert response.status_code == 200
+    assert "is unreachable" in response.text and "every other page reads only the database" in response.text
+
+
+def test_an_unreachable_database_gets_a_page_that_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(
+        database_url="postgresql://postgres@127.0.0.1:1/none", data_dir=tmp_path / "data"
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        for url in ("/", "/trials/1", f"/sweeps/1"):
+            response = client.get(url)
+            assert response.status_code == 503, url
+            assert "the database is unreachable" in response.text and "<html" in response.text
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/api/sweeps/1/figures").json()["detail"].startswith("the database")
+
+
+def test_a_database_without_tables_says_to_start_the_master(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}", data_dir=tmp_path)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.get("/")
+    assert response.status_code == 503 and "Start the master once" in response.text
+
+
+def test_plotly_is_served_by_the_app_itself(board: Board) -> None:
+    response = board.client.get("/vendor/plotly.min.js")
+    assert response.status_code == 200 and len(response.content) > 1_000_000
+    assert b"plotly.js" in response.content[:2000]
+    assert board.client.get("/static/dashboard.js").status_code == 200

@@ -1,0 +1,83 @@
+"""Pure parts of the dashboard: health badges, PNG encoding, weight tiles, number formats."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from dashboard.formatting import epochs, number
+from dashboard.health import health_of
+from dashboard.leaderboard import best_checkpoint
+from dashboard.weights import _tile, encode_png, grid
+
+
+@pytest.mark.parametrize(
+    ("ratios", "label"),
+    [
+        ({"W1": 1e-3, "W2": 2e-3, "b1": 5.0}, "ok"),  # biases do not count
+        ({"W1": 1e-3, "W2": 3e-2}, "too high"),
+        ({"W1": 5e-5, "W2": 1e-3}, "too low"),
+        ({"W1": 5e-5, "W2": 3e-2}, "too high"),  # the worse problem wins
+        ({"b1": 1e-3}, "unknown"),
+        ({}, "unknown"),
+        (None, "unknown"),
+        ({"W1": float("nan")}, "unknown"),
+    ],
+)
+def test_health_badge_follows_the_notes_thresholds(ratios: dict | None, label: str) -> None:  # type: ignore[type-arg]
+    assert health_of(ratios).label == label
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Just enough of a PNG reader for our own files (one IDAT, filter 0, RGB)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20]), int.from_bytes(data[20:24])
+    start = data.index(b"IDAT") + 4
+    length = int.from_bytes(data[start - 8 : start - 4])
+    raw = zlib.decompress(data[start : start + length])
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, 1 + 3 * width)
+    assert (rows[:, 0] == 0).all()
+    return rows[:, 1:].reshape(height, width, 3)
+
+
+def test_png_round_trips_pixels() -> None:
+    image = np.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(decode_png(encode_png(image)), image)
+
+
+def test_tiles_scale_each_unit_to_its_own_range_and_unflatten_channels_first() -> None:
+    gray = _tile(np.arange(64, dtype=np.float32), (8, 8))
+    assert gray.shape == (8, 8, 3) and gray.min() == 0 and gray.max() == 255
+    assert (gray[0, 0] == 0).all() and (gray[7, 7] == 255).all()
+    column = np.zeros(3 * 4 * 4)
+    column[:16] = 1.0  # the red plane, channels first as CIFAR rows are stored
+    rgb = _tile(column, (3, 4, 4))
+    assert (rgb[:, :, 0] == 255).all() and (rgb[:, :, 1:] == 0).all()
+    assert (_tile(np.ones(64), (8, 8)) == 0).all()  # a constant unit: no division by zero
+
+
+def test_grid_is_near_square_with_gaps() -> None:
+    tiles = [np.full((2, 2, 3), k, dtype=np.uint8) for k in range(5)]
+    out = grid(tiles)
+    assert out.shape == (2 * 3 + 1, 3 * 3 + 1, 3)  # 3 columns, 2 rows
+    assert (out[1:3, 4:6] == 1).all() and (out[4:6, 4:6] == 4).all()
+    assert (out[4:6, 7:9] == 255).all()  # the empty sixth cell
+
+
+def test_best_checkpoint_is_the_highest_accuracy_then_latest() -> None:
+    paths = [
+        "s/stage0/val0.5000_trial000001_ep001.npz",
+        "s/stage0/val0.9000_trial000001_ep002.npz",
+        "s/stage0/val0.9000_trial000001_ep004.npz",
+        "s/stage0/not-a-checkpoint.npz",
+    ]
+    assert best_checkpoint(paths) == paths[2]
+    assert best_checkpoint([]) is None
+
+
+def test_numbers_read_as_people_write_them() -> None:
+    assert number(1e-6) == "1.00e-06" and number(0.05) == "0.05" and number(None) == "-"
+    assert number(100) == "100" and number("adam") == "adam" and number([100]) == "[100]"
+    assert epochs(2.0) == "2" and epochs(0.25) == "0.25"
