@@ -58,9 +58,14 @@ def read_sweep_figures(sweep_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
         stages = list(
             session.scalars(select(Stage).where(Stage.sweep_id == sweep_id).order_by(Stage.index))
         )
-        trials = list(
-            session.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.id))
-        )
+        # Only the columns the figures use: a sweep may hold thousands of trials.
+        trials = session.execute(
+            select(
+                Trial.id, Trial.stage_index, Trial.hyperparameters, Trial.best_val_acc, Trial.status
+            )
+            .where(Trial.sweep_id == sweep_id)
+            .order_by(Trial.id)
+        ).all()
         figures = sweep_figures(sweep.spec.get("space", {}), stages, trials)
         return {"figures": figures, "live": sweep.status == SweepStatus.RUNNING}
 

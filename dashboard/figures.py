@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from dashboard.health import REFERENCE
-from master.models import Stage, Trial, TrialEpoch
+from master.models import Stage, TrialEpoch
 
 Figure = dict[str, Any]
+
+
+class TrialPoint(Protocol):
+    """What a sweep figure needs of a trial (a Trial, or a row of just these columns)."""
+
+    id: int
+    stage_index: int
+    hyperparameters: dict[str, Any]
+    best_val_acc: float | None
+    status: str
+
 LOG_DISTS = ("loguniform", "logint")
 NUMERIC_DISTS = ("loguniform", "uniform", "int", "logint")
 PREFERRED_PAIR = ("learning_rate", "reg")
@@ -25,7 +36,14 @@ NO_ACCURACY_COLOUR = "#9e9e9e"
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
     return {
-        "title": {"text": title, "x": 0, "font": {"size": 14}},
+        "title": {
+            "text": title,
+            "x": 0.01,
+            "y": 0.98,
+            "yref": "container",
+            "yanchor": "top",
+            "font": {"size": 14},
+        },
         "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
         "height": 340,
         "hovermode": "closest",
@@ -38,7 +56,7 @@ def log_parameters(space: dict[str, Any]) -> list[str]:
     return [name for name, dist in space.items() if dist.get("dist") in LOG_DISTS]
 
 
-def _hover(trial: Trial, names: Sequence[str]) -> str:
+def _hover(trial: TrialPoint, names: Sequence[str]) -> str:
     values = ", ".join(f"{n}={_short(trial.hyperparameters.get(n))}" for n in names)
     accuracy = "-" if trial.best_val_acc is None else f"{trial.best_val_acc:.4f}"
     return f"trial {trial.id} (stage {trial.stage_index}): val {accuracy}<br>{values}"
@@ -49,7 +67,7 @@ def _short(value: Any) -> str:
 
 
 def sweep_figures(
-    space: dict[str, Any], stages: Sequence[Stage], trials: Sequence[Trial]
+    space: dict[str, Any], stages: Sequence[Stage], trials: Sequence[TrialPoint]
 ) -> dict[str, Figure]:
     """Every figure of a sweep page, by element id. `space` is the sweep's own (the user's)."""
     names = list(space)
@@ -57,7 +75,7 @@ def sweep_figures(
     figures: dict[str, Figure] = {}
     for name in log_parameters(space):
         figures[f"plot-val-{name}"] = _accuracy_against(name, names, stages, scored)
-    pair = _pair(space)
+    pair = pair_of(space)
     if pair:
         figures["plot-pair"] = _pair_scatter(pair, names, stages, trials)
     figures["plot-parallel"] = _parallel(space, scored)
@@ -75,7 +93,7 @@ def _note_empty(figures: dict[str, Figure], text: str) -> None:
 
 
 def _accuracy_against(
-    name: str, names: list[str], stages: Sequence[Stage], scored: Sequence[Trial]
+    name: str, names: list[str], stages: Sequence[Stage], scored: Sequence[TrialPoint]
 ) -> Figure:
     data = []
     for stage in stages:
@@ -103,7 +121,9 @@ def _accuracy_against(
     }
 
 
-def _pair(space: dict[str, Any]) -> tuple[str, str] | None:
+def pair_of(space: dict[str, Any]) -> tuple[str, str] | None:
+    """The two log-scale hyperparameters to plot against each other: learning_rate x reg
+    when both are searched on a log scale, else the first two."""
     if all(space.get(n, {}).get("dist") in LOG_DISTS for n in PREFERRED_PAIR):
         return PREFERRED_PAIR
     logs = log_parameters(space)
@@ -111,7 +131,7 @@ def _pair(space: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _pair_scatter(
-    pair: tuple[str, str], names: list[str], stages: Sequence[Stage], trials: Sequence[Trial]
+    pair: tuple[str, str], names: list[str], stages: Sequence[Stage], trials: Sequence[TrialPoint]
 ) -> Figure:
     x_name, y_name = pair
     placed = [t for t in trials if x_name in t.hyperparameters and y_name in t.hyperparameters]
@@ -184,7 +204,7 @@ def _rectangle(
     return xs, ys
 
 
-def _parallel(space: dict[str, Any], scored: Sequence[Trial]) -> Figure:
+def _parallel(space: dict[str, Any], scored: Sequence[TrialPoint]) -> Figure:
     dimensions = []
     for name, dist in space.items():
         values = [t.hyperparameters.get(name) for t in scored]

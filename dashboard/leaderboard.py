@@ -2,8 +2,9 @@
 
 Ties go to the trial that trained more epochs, then to the older trial; trials with no
 validation accuracy yet (queued, or exploded before their first epoch end) come last. The
-query reads one page of trials, their sweeps and their latest epochs: three indexed
-queries plus a count, whatever the size of the table (benchmarks/leaderboard.py).
+query reads one page of trial ids, then those trials, their sweeps and their latest
+epochs: indexed queries plus a count, whatever the size of the table
+(benchmarks/leaderboard.py).
 """
 
 from __future__ import annotations
@@ -95,8 +96,13 @@ def load_leaderboard(
     if filters.status is not None:
         conditions.append(Trial.status == filters.status)
     count = session.scalar(select(func.count(Trial.id)).where(*conditions)) or 0
-    query = ranked(select(Trial).where(*conditions))
-    trials = list(session.scalars(query.limit(page_size).offset(offset)))
+    # Rank ids first, from the index alone, then load just the page's rows: an offset over
+    # whole rows would read every row it skips (page 1000 took 120 ms, not 20, on SQLite).
+    ids = list(
+        session.scalars(ranked(select(Trial.id).where(*conditions)).limit(page_size).offset(offset))
+    )
+    by_id = {t.id: t for t in session.scalars(select(Trial).where(Trial.id.in_(ids)))}
+    trials = [by_id[i] for i in ids if i in by_id]
     sweeps = _sweeps(session, {t.sweep_id for t in trials})
     latest = latest_update_ratios(session, [t.id for t in trials])
     rows = [

@@ -14,6 +14,7 @@ from rq import Worker
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from dashboard.figures import log_parameters, pair_of
 from dashboard.files import NoSuchFile, inside
 from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard
 from dashboard.state import Dashboard, DashboardDep
@@ -117,9 +118,8 @@ def read_sweep(
             part,
             sweep.status == SweepStatus.RUNNING,
             sweep=summary,
-            log_parameters=[
-                n for n, d in space.items() if d.get("dist") in ("loguniform", "logint")
-            ],
+            log_parameters=log_parameters(space),
+            pair=pair_of(space),
         )
 
 

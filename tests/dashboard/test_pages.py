@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
@@ -133,15 +134,18 @@ def test_figures_hold_one_point_per_scored_trial(board: Board) -> None:
 def test_workers_page_says_when_redis_is_unreachable(board: Board) -> None:
     response = board.client.get("/workers")
     assert response.status_code == 200
-    assert "is unreachable" in response.text and "every other page reads only the database" in response.text
+    assert (
+        "is unreachable" in response.text
+        and "every other page reads only the database" in response.text
+    )
 
 
-def test_an_unreachable_database_gets_a_page_that_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreachable_database_gets_a_page_that_says_so(tmp_path: Path) -> None:
     settings = Settings(
         database_url="postgresql://postgres@127.0.0.1:1/none", data_dir=tmp_path / "data"
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        for url in ("/", "/trials/1", f"/sweeps/1"):
+        for url in ("/", "/trials/1", "/sweeps/1"):
             response = client.get(url)
             assert response.status_code == 503, url
             assert "the database is unreachable" in response.text and "<html" in response.text
@@ -149,7 +153,7 @@ def test_an_unreachable_database_gets_a_page_that_says_so(tmp_path) -> None:  # 
         assert client.get("/api/sweeps/1/figures").json()["detail"].startswith("the database")
 
 
-def test_a_database_without_tables_says_to_start_the_master(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_database_without_tables_says_to_start_the_master(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}", data_dir=tmp_path)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         response = client.get("/")

@@ -26,7 +26,9 @@ from dashboard.weights import _tile, encode_png, grid
         ({"W1": float("nan")}, "unknown"),
     ],
 )
-def test_health_badge_follows_the_notes_thresholds(ratios: dict | None, label: str) -> None:  # type: ignore[type-arg]
+def test_health_badge_follows_the_notes_thresholds(
+    ratios: dict[str, float] | None, label: str
+) -> None:
     assert health_of(ratios).label == label
 
 
