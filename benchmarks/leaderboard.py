@@ -28,6 +28,7 @@ from sqlalchemy import insert
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fastapi.testclient import TestClient  # noqa: E402
 
+from core.checkpoint import checkpoint_name  # noqa: E402
 from dashboard.app import create_app  # noqa: E402
 from master.db import Database  # noqa: E402
 from master.models import Base, Stage, Sweep, Trial, TrialEpoch  # noqa: E402
@@ -41,6 +42,10 @@ SPACE = {
 }
 STATUSES = ["finished"] * 6 + ["exploded"] * 3 + ["failed", "stopped", "queued", "running"]
 CHUNK = 10_000
+
+
+def checkpoint(sweep: int, stage: int, accuracy: float | None, trial_id: int) -> str:
+    return f"sweep{sweep:06d}/stage{stage}/{checkpoint_name(accuracy or 0.0, trial_id, 1)}"
 
 
 def fill(db: Database, trials: int, sweeps: int, seed: int = 0) -> None:
@@ -84,8 +89,7 @@ def fill(db: Database, trials: int, sweeps: int, seed: int = 0) -> None:
                     "val_acc": accuracy, "attempts": 1,
                     "explosion": {"iteration": 12, "cost": 9.1, "initial_cost": 2.3, "ratio": 3.96}
                     if status == "exploded" else None,
-                    "checkpoints": [f"sweep{sweep:06d}/stage{stage}/val{accuracy:.4f}_trial{trial_id:06d}_ep001.npz"]
-                    if scored else [],
+                    "checkpoints": [checkpoint(sweep, stage, accuracy, trial_id)] if scored else [],
                 }
             )  # fmt: skip
             if scored:

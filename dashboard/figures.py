@@ -28,6 +28,7 @@ class TrialPoint(Protocol):
     best_val_acc: float | None
     status: str
 
+
 LOG_DISTS = ("loguniform", "logint")
 NUMERIC_DISTS = ("loguniform", "uniform", "int", "logint")
 PREFERRED_PAIR = ("learning_rate", "reg")

@@ -41,8 +41,13 @@ class Database:
         self._write = sessionmaker(writer, expire_on_commit=False)
 
     def create_tables(self) -> None:
+        """Create missing tables, and missing indexes of existing ones (create_all skips
+        those: a database made by an older version gets the indexes added since)."""
         with _unavailable_as_error():
             Base.metadata.create_all(self.engine)
+            for table in Base.metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(self.engine, checkfirst=True)
 
     def wait_and_create_tables(self, stopping: threading.Event, max_backoff: float = 5.0) -> bool:
         """Create the tables, waiting with back-off while the database cannot be reached (a

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -102,6 +103,14 @@ class Trial(Base):
     __table_args__ = (
         Index("ix_trials_sweep_stage_status", "sweep_id", "stage_index", "status"),
         Index("ix_trials_rank", "best_val_acc", "epochs_done"),
+        # The leaderboard's exact order, for PostgreSQL (whose DESC puts NULLs first, so the
+        # index above cannot serve it); SQLite has no NULLS LAST in an index and uses the above.
+        Index(
+            "ix_trials_leaderboard",
+            text("best_val_acc DESC NULLS LAST"),
+            text("epochs_done DESC"),
+            "id",
+        ).ddl_if(dialect="postgresql"),
         Index("ix_trials_status_job", "status", "job_id"),
     )
 
