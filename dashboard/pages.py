@@ -3,7 +3,7 @@ page's script fetches every 2 s while the sweep or trial is still running."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -149,7 +149,7 @@ def read_trial(
         )
 
 
-def _weights_note(root: Any, best: str | None) -> dict[str, Any]:
+def _weights_note(root: Path, best: str | None) -> dict[str, Any]:
     """Whether the first-layer weights can be drawn, and what the picture holds."""
     if best is None:
         return {"ok": False, "text": "no checkpoint yet"}

@@ -1,7 +1,7 @@
 """First-layer weights as image tiles, the way the notes show them: one tile per hidden
 unit, each column of W1 reshaped to the input image and scaled to its own [min, max].
 
-NumPy and zlib only: the PNG is written here (8-bit grey or RGB, no filtering).
+NumPy and zlib only: the PNG is written here (8-bit RGB, no filtering).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-
-from core.checkpoint import CheckpointError
 
 MAX_TILES = 256
 PAD = 1
@@ -48,11 +46,13 @@ def _read_w1(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
             meta = (
                 json.loads(archive["meta.json"].tobytes()) if "meta.json" in archive.files else {}
             )
-    except (OSError, ValueError, CheckpointError) as exc:
-        if isinstance(exc, NoImage):
-            raise
+    except NoImage:
+        raise
+    except (OSError, ValueError) as exc:  # not a zip, truncated, bad JSON
         raise NoImage(f"{path.name}: not a readable checkpoint ({exc})") from exc
-    shape = (meta.get("extra") or {}).get("image_shape") or SHAPES_BY_INPUT.get(w1.shape[0])
+    extra = meta.get("extra") or {}
+    # Workers record the shape (None: not an image); older checkpoints get a guess by size.
+    shape = extra["image_shape"] if "image_shape" in extra else SHAPES_BY_INPUT.get(w1.shape[0])
     if not shape or math.prod(shape) != w1.shape[0]:
         raise NoImage(f"{path.name}: the input ({w1.shape[0]} values) is not an image")
     return w1, tuple(shape)

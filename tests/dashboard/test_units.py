@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import zlib
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +13,14 @@ import pytest
 from dashboard.formatting import epochs, number
 from dashboard.health import health_of
 from dashboard.leaderboard import best_checkpoint
-from dashboard.weights import _tile, encode_png, grid
+from dashboard.weights import (
+    NoImage,
+    _tile,
+    describe_first_layer,
+    encode_png,
+    first_layer_png,
+    grid,
+)
 
 
 @pytest.mark.parametrize(
@@ -83,3 +93,26 @@ def test_numbers_read_as_people_write_them() -> None:
     assert number(1e-6) == "1.00e-06" and number(0.05) == "0.05" and number(None) == "-"
     assert number(100) == "100" and number("adam") == "adam" and number([100]) == "[100]"
     assert epochs(2.0) == "2" and epochs(0.25) == "0.25"
+
+
+def fake_checkpoint(path: Path, inputs: int, extra: dict[str, Any] | None) -> Path:
+    meta = {} if extra is None else {"extra": extra}
+    arrays = {
+        "params/W1": np.random.default_rng(0).standard_normal((inputs, 5)),
+        "meta.json": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+    }
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+    return path
+
+
+def test_weights_are_images_only_when_the_input_is_one(tmp_path: Path) -> None:
+    recorded = fake_checkpoint(tmp_path / "a.npz", 12, {"image_shape": [3, 2, 2]})
+    assert describe_first_layer(recorded) == (5, 5, (3, 2, 2))
+    tabular = fake_checkpoint(tmp_path / "b.npz", 64, {"image_shape": None})
+    with pytest.raises(NoImage, match="not an image"):
+        describe_first_layer(tabular)
+    older = fake_checkpoint(tmp_path / "c.npz", 64, None)  # before shapes were recorded
+    assert describe_first_layer(older)[2] == (8, 8)
+    (tmp_path / "d.npz").write_bytes(b"not a zip")
+    with pytest.raises(NoImage, match="not a readable checkpoint"):
+        first_layer_png(tmp_path / "d.npz")

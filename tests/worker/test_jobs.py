@@ -62,6 +62,8 @@ def test_a_trial_reports_every_epoch_and_keeps_best_and_latest(
     best_epoch_val = next(e["val_acc"] for e in epochs if e["epoch"] == best.epoch)
     assert f"{best_epoch_val:.4f}" == f"{best.val_acc:.4f}"
     assert sorted(outcome["checkpoints"]) == sorted(str(f.relative_to(worker_env)) for f in files)
+    # The dashboard draws the first layer as images of this shape.
+    assert load_checkpoint(files[0]).extra["image_shape"] == [8, 8]
 
 
 def test_keep_all_keeps_one_checkpoint_per_epoch(redis: Redis, worker_env: Path) -> None:
