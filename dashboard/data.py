@@ -12,10 +12,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
-from dashboard.figures import sweep_figures, trial_figures
+from dashboard.figures import sweep_figures
 from dashboard.files import NoSuchFile, checkpoint_path, inside
 from dashboard.leaderboard import best_checkpoint
 from dashboard.state import DashboardDep
+from dashboard.trial_figures import trial_figures
 from dashboard.weights import NoImage, first_layer_png
 from master.models import Stage, Sweep, SweepStatus, Trial, TrialEpoch, TrialStatus
 from master.sweeps import NotFound

@@ -1,10 +1,9 @@
-"""The plots, as Plotly figures (plain dicts of data and layout) that the page hands to
-Plotly.react. Building them here keeps the page's script generic and the figures testable.
+"""The sweep page's plots, as Plotly figures (plain dicts of data and layout) that the
+page hands to Plotly.react. Building them here keeps the page's script generic and the
+figures testable (the trial page's are in dashboard.trial_figures).
 
-Sweep: validation accuracy against each log-scale hyperparameter; learning_rate x reg
-coloured by validation accuracy, with each stage's range as a rectangle; parallel
-coordinates. Trial: loss per iteration, train/val accuracy per epoch, update:weight ratio
-per parameter with the notes' 1e-3 reference.
+Validation accuracy against each log-scale hyperparameter; learning_rate x reg coloured by
+validation accuracy, with each stage's range as a rectangle; parallel coordinates.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from dashboard.health import REFERENCE
-from master.models import Stage, TrialEpoch
+from master.models import Stage
 
 Figure = dict[str, Any]
 
@@ -35,7 +33,7 @@ PREFERRED_PAIR = ("learning_rate", "reg")
 NO_ACCURACY_COLOUR = "#9e9e9e"
 
 
-def _layout(title: str, **extra: Any) -> dict[str, Any]:
+def layout(title: str, **extra: Any) -> dict[str, Any]:
     return {
         "title": {
             "text": title,
@@ -81,11 +79,11 @@ def sweep_figures(
         figures["plot-pair"] = _pair_scatter(pair, names, stages, trials)
     figures["plot-parallel"] = _parallel(space, scored)
     if not scored:
-        _note_empty(figures, "no trial has a validation accuracy yet")
+        note_empty(figures, "no trial has a validation accuracy yet")
     return figures
 
 
-def _note_empty(figures: dict[str, Figure], text: str) -> None:
+def note_empty(figures: dict[str, Figure], text: str) -> None:
     """Say why a plot is blank, in the middle of it."""
     for figure in figures.values():
         figure["layout"]["annotations"] = [
@@ -114,7 +112,7 @@ def _accuracy_against(
         )
     return {
         "data": data,
-        "layout": _layout(
+        "layout": layout(
             f"validation accuracy vs {name}",
             xaxis={"type": "log", "title": {"text": f"{name} (log scale)"}},
             yaxis={"title": {"text": "best validation accuracy"}},
@@ -185,7 +183,7 @@ def _pair_scatter(
             )
     return {
         "data": data,
-        "layout": _layout(
+        "layout": layout(
             f"{x_name} x {y_name}, coloured by validation accuracy; rectangles: each stage's range",
             height=440,
             xaxis={"type": "log", "title": {"text": x_name}},
@@ -247,7 +245,7 @@ def _parallel(space: dict[str, Any], scored: Sequence[TrialPoint]) -> Figure:
                 "dimensions": dimensions,
             }
         ],
-        "layout": _layout(
+        "layout": layout(
             "parallel coordinates (drag along an axis to filter)",
             height=400,
             margin={"l": 70, "r": 70, "t": 70, "b": 30},
@@ -259,77 +257,3 @@ def _log10(value: Any) -> float | None:
     if isinstance(value, int | float) and value > 0:
         return math.log10(value)
     return None
-
-
-def trial_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
-    """Loss per iteration, accuracies per epoch, update:weight ratios per epoch."""
-    loss = [cost for epoch in epochs for cost in epoch.loss]
-    epoch_numbers = [e.epoch for e in epochs]
-    ratios: dict[str, list[float | None]] = {}
-    for k, epoch in enumerate(epochs):
-        for name, value in (epoch.update_ratio or {}).items():
-            ratios.setdefault(name, [None] * len(epochs))[k] = value
-    ratio_traces: list[dict[str, Any]] = [
-        {"type": "scatter", "mode": "lines+markers", "name": name, "x": epoch_numbers, "y": values}
-        for name, values in sorted(ratios.items())
-    ]
-    if epoch_numbers:
-        ratio_traces.append(
-            {
-                "type": "scatter",
-                "mode": "lines",
-                "name": f"{REFERENCE:.0e} (the notes' rule of thumb)",
-                "x": [0, max(epoch_numbers)],
-                "y": [REFERENCE, REFERENCE],
-                "line": {"dash": "dash", "color": "#444", "width": 1},
-                "hoverinfo": "name",
-            }
-        )
-    figures: dict[str, Figure] = {
-        "plot-loss": {
-            "data": [
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "name": "cost",
-                    "x": list(range(1, len(loss) + 1)),
-                    "y": loss,
-                    "line": {"width": 1},
-                }
-            ],
-            "layout": _layout(
-                "loss per iteration",
-                xaxis={"title": {"text": "iteration"}},
-                yaxis={"title": {"text": "cost"}, "type": "linear"},
-                showlegend=False,
-            ),
-        },
-        "plot-accuracy": {
-            "data": [
-                {
-                    "type": "scatter",
-                    "mode": "lines+markers",
-                    "name": name,
-                    "x": epoch_numbers,
-                    "y": [getattr(e, field) for e in epochs],
-                }
-                for name, field in (("train", "train_acc"), ("validation", "val_acc"))
-            ],
-            "layout": _layout(
-                "train and validation accuracy (a wide gap: overfitting)",
-                xaxis={"title": {"text": "epoch"}},
-                yaxis={"title": {"text": "accuracy"}, "range": [0, 1]},
-            ),
-        },
-        "plot-ratios": {
-            "data": ratio_traces,
-            "layout": _layout(
-                "update:weight ratio per parameter (about 1e-3 is healthy)",
-                xaxis={"title": {"text": "epoch"}},
-                yaxis={"title": {"text": "|update| / |weight|"}, "type": "log"},
-            ),
-        },
-    }
-    if not epochs:
-        _note_empty(figures, "no epoch has ended yet")
-    return figures
