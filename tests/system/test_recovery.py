@@ -66,9 +66,11 @@ def test_a_killed_worker_is_noticed_and_its_trial_resumes_elsewhere(system: Syst
     spec = example_spec(
         name="kill-a-worker",
         model={"hidden_sizes": [300, 300]},
-        fixed={"update": "momentum", "batch_size": 20, "learning_rate": 0.01},
+        fixed={"update": "momentum", "batch_size": 10, "learning_rate": 0.01},
         space={"reg": {"dist": "loguniform", "low": 1e-5, "high": 1e-4}},
-        stages=[{"trials": 1, "epochs": 6}],
+        # Long enough (about 6 s here) that the kill lands mid-trial: with 6 epochs of
+        # batch 20 the trial once ended (in 1 s) before the test saw its second epoch.
+        stages=[{"trials": 1, "epochs": 20}],
     )
     sweep_id = system.submit(spec)
 
@@ -80,6 +82,9 @@ def test_a_killed_worker_is_noticed_and_its_trial_resumes_elsewhere(system: Syst
     victim = trial["worker"]
     system.workers[victim].send_signal(signal.SIGKILL)  # one process: no work horse to spare
     killed_at = time.monotonic()
+    system.workers[victim].wait()
+    after = system.get(f"/api/trials/{trial['id']}")
+    assert after["status"] == "running", f"the trial ended before the kill: {after['status']}"
 
     def requeued() -> bool:
         return bool(system.get(f"/api/trials/{trial['id']}")["attempts"] >= 2)
