@@ -11,18 +11,18 @@ from fastapi import APIRouter
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from dashboard.figures import sweep_figures
 from dashboard.files import NoSuchFile, checkpoint_path, inside
 from dashboard.leaderboard import best_checkpoint
-from dashboard.state import DashboardDep
+from dashboard.state import DashboardDep, Id
 from dashboard.trial_figures import trial_figures
 from dashboard.weights import NoImage, first_layer_png
-from master.models import Stage, Sweep, SweepStatus, Trial, TrialEpoch, TrialStatus
-from master.sweeps import NotFound
+from master.models import SweepStatus, Trial, TrialStatus
+from master.sweeps import NotFound, get_sweep, get_trial
 
 router = APIRouter()
-Id = Annotated[int, PathParam(ge=1, le=2**53)]
 CheckpointFile = Annotated[str, PathParam(min_length=1, max_length=200)]
 
 
@@ -53,12 +53,7 @@ def read_health() -> dict[str, str]:
 def read_sweep_figures(sweep_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
     """The sweep page's figures, and whether they can still change."""
     with dashboard.db.reading() as session:
-        sweep = session.get(Sweep, sweep_id)
-        if sweep is None:
-            raise NotFound(f"sweep {sweep_id}: no such sweep")
-        stages = list(
-            session.scalars(select(Stage).where(Stage.sweep_id == sweep_id).order_by(Stage.index))
-        )
+        sweep = get_sweep(session, sweep_id)
         # Only the columns the figures use: a sweep may hold thousands of trials.
         trials = session.execute(
             select(
@@ -67,7 +62,7 @@ def read_sweep_figures(sweep_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
             .where(Trial.sweep_id == sweep_id)
             .order_by(Trial.id)
         ).all()
-        figures = sweep_figures(sweep.spec.get("space", {}), stages, trials)
+        figures = sweep_figures(sweep.spec.get("space", {}), sweep.stages, trials)
         return {"figures": figures, "live": sweep.status == SweepStatus.RUNNING}
 
 
@@ -75,26 +70,16 @@ def read_sweep_figures(sweep_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
 def read_trial_figures(trial_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
     """The trial page's curves, and whether they can still change."""
     with dashboard.db.reading() as session:
-        trial = session.get(Trial, trial_id)
-        if trial is None:
-            raise NotFound(f"trial {trial_id}: no such trial")
-        epochs = list(
-            session.scalars(
-                select(TrialEpoch).where(TrialEpoch.trial_id == trial_id).order_by(TrialEpoch.epoch)
-            )
-        )
-        live = trial.status in (TrialStatus.QUEUED, TrialStatus.RUNNING)
-        return {"figures": trial_figures(epochs), "live": live}
+        trial = get_trial(session, trial_id, options=[selectinload(Trial.epochs)])
+        live = not TrialStatus(trial.status).is_final
+        return {"figures": trial_figures(trial.epochs), "live": live}
 
 
 @router.get("/trials/{trial_id}/weights.png")
 def read_weights(trial_id: Id, dashboard: DashboardDep) -> Response:
     """The first-layer weights of the trial's best checkpoint, one tile per hidden unit."""
     with dashboard.db.reading() as session:
-        trial = session.get(Trial, trial_id)
-        if trial is None:
-            raise NotFound(f"trial {trial_id}: no such trial")
-        best = best_checkpoint(trial.checkpoints)
+        best = best_checkpoint(get_trial(session, trial_id).checkpoints)
     if best is None:
         raise NotFound(f"trial {trial_id}: no checkpoint yet")
     try:
@@ -110,9 +95,7 @@ def download_checkpoint(
 ) -> FileResponse:
     """One of the trial's checkpoint files, as a download."""
     with dashboard.db.reading() as session:
-        trial = session.get(Trial, trial_id)
-        if trial is None:
-            raise NotFound(f"trial {trial_id}: no such trial")
+        trial = get_trial(session, trial_id)
         try:
             path = checkpoint_path(dashboard.settings.checkpoint_dir, trial, name)
         except NoSuchFile as exc:

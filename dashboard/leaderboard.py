@@ -67,7 +67,6 @@ class LeaderboardPage:
     offset: int
     page_size: int
     columns: list[str]  # the hyperparameters searched by the sweeps on this page
-    sweeps: list[tuple[int, str]]  # for the sweep filter, newest first
 
     @property
     def next_offset(self) -> int | None:
@@ -119,10 +118,15 @@ def load_leaderboard(
     for sweep_id in dict.fromkeys(t.sweep_id for t in trials):
         space = sweeps[sweep_id].spec.get("space", {}) if sweep_id in sweeps else {}
         columns += [name for name in space if name not in columns]
+    return LeaderboardPage(rows, count, offset, page_size, columns)
+
+
+def sweep_choices(session: Session) -> list[tuple[int, str]]:
+    """(id, name) of the newest sweeps, for the sweep filter."""
     listed = session.execute(
         select(Sweep.id, Sweep.name).order_by(Sweep.id.desc()).limit(MAX_SWEEPS_LISTED)
-    ).all()
-    return LeaderboardPage(rows, count, offset, page_size, columns, [(i, n) for i, n in listed])
+    )
+    return [(sweep_id, name) for sweep_id, name in listed]
 
 
 def _sweeps(session: Session, ids: set[int]) -> dict[int, Sweep]:

@@ -7,24 +7,22 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from redis.exceptions import RedisError
-from rq import Worker
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from dashboard.figures import log_parameters, pair_of
 from dashboard.files import NoSuchFile, inside
-from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard
-from dashboard.state import Dashboard, DashboardDep
+from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard, sweep_choices
+from dashboard.state import Dashboard, DashboardDep, Id
 from dashboard.weights import NoImage, describe_first_layer
-from master.models import Sweep, SweepStatus, Trial, TrialStatus
-from master.sweeps import NotFound
-from master.views import sweep_public
+from master.models import Sweep, SweepStatus, TrialStatus
+from master.schemas import WorkerPublic
+from master.sweeps import get_sweep, get_trial
+from master.views import live_workers, running_trials, sweep_public
 
 router = APIRouter(default_response_class=HTMLResponse)
-Id = Annotated[int, PathParam(ge=1, le=2**53)]
 Part = Annotated[Literal["live"] | None, Query(description="only the live part of the page")]
 LIVE_HEADER = "X-Live"  # "true" while the page's data can still change
 
@@ -88,6 +86,8 @@ def read_leaderboard(
     with dashboard.db.reading() as session:
         board = load_leaderboard(session, filters, offset)
         live = _any_sweep_running(session)
+        # The filter form is not part of the live part: no need to list sweeps every 2 s.
+        sweeps = [] if part else sweep_choices(session)
         return _render(
             dashboard,
             request,
@@ -95,6 +95,7 @@ def read_leaderboard(
             part,
             live,
             board=board,
+            sweeps=sweeps,
             filters=filters,
             statuses=[s.value for s in TrialStatus],
         )
@@ -106,9 +107,7 @@ def read_sweep(
 ) -> Response:
     """A sweep's stages (progress, ranges, warnings) and its plots."""
     with dashboard.db.reading() as session:
-        sweep = session.get(Sweep, sweep_id)
-        if sweep is None:
-            raise NotFound(f"sweep {sweep_id}: no such sweep")
+        sweep = get_sweep(session, sweep_id)
         summary = sweep_public(session, sweep)
         space = sweep.spec.get("space", {})
         return _render(
@@ -129,9 +128,7 @@ def read_trial(
 ) -> Response:
     """A trial's curves, hyperparameters, status and checkpoints."""
     with dashboard.db.reading() as session:
-        trial = session.get(Trial, trial_id)
-        if trial is None:
-            raise NotFound(f"trial {trial_id}: no such trial")
+        trial = get_trial(session, trial_id)
         sweep = session.get(Sweep, trial.sweep_id)
         best = best_checkpoint(trial.checkpoints)
         weights_note = None if part else _weights_note(dashboard.settings.checkpoint_dir, best)
@@ -140,7 +137,7 @@ def read_trial(
             request,
             "trial",
             part,
-            trial.status in (TrialStatus.QUEUED, TrialStatus.RUNNING),
+            not TrialStatus(trial.status).is_final,
             trial=trial,
             sweep_name=sweep.name if sweep else "",
             checkpoints=[PurePosixPath(p).name for p in trial.checkpoints],
@@ -169,30 +166,14 @@ def _weights_note(root: Path, best: str | None) -> dict[str, Any]:
 def read_workers(request: Request, dashboard: DashboardDep, part: Part = None) -> Response:
     """Each worker, its state, current trial and last heartbeat (from Redis)."""
     error = None
-    workers: list[dict[str, Any]] = []
-    try:
-        found = Worker.all(connection=dashboard.redis)
-        workers = [
-            {
-                "name": w.name,
-                "host": w.hostname,
-                "state": str(w.get_state()),
-                "job": w.get_current_job_id(),
-                "heartbeat": w.last_heartbeat,
-            }
-            for w in found
-        ]
-    except RedisError as exc:
-        error = f"Redis ({dashboard.settings.redis_url}) is unreachable: {exc}"
+    workers: list[WorkerPublic] = []
+    running: dict[str, int] = {}
     with dashboard.db.reading() as session:
-        running = dict(
-            session.execute(
-                select(Trial.worker, Trial.id).where(Trial.status == TrialStatus.RUNNING)
-            ).all()
-        )
-    for worker in workers:
-        worker["trial"] = running.get(worker["name"]) if worker["job"] else None
-    workers.sort(key=lambda w: w["name"])
+        try:
+            workers = live_workers(dashboard.redis, session)
+        except RedisError as exc:
+            error = f"Redis ({dashboard.settings.redis_url}) is unreachable: {exc}"
+            running = running_trials(session)
     return _render(
         dashboard, request, "workers", part, True, workers=workers, error=error, running=running
     )

@@ -1,4 +1,5 @@
-"""The dashboard's long-lived parts, built once per app, and how routes reach them."""
+"""The dashboard's long-lived parts, built once per app, how routes reach them, and the
+ids routes take from URLs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from fastapi.templating import Jinja2Templates
 from redis import Redis
 
@@ -27,3 +29,5 @@ def get_dashboard(request: Request) -> Dashboard:
 
 
 DashboardDep = Annotated[Dashboard, Depends(get_dashboard)]
+# A sweep or trial id: a database id, so at most 2**53 (what JSON numbers hold exactly).
+Id = Annotated[int, PathParam(ge=1, le=2**53)]

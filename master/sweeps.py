@@ -40,6 +40,22 @@ class Conflict(RuntimeError):
     """The request does not fit the current state (e.g. stopping a finished trial)."""
 
 
+def get_sweep(session: Session, sweep_id: int, **options: Any) -> Sweep:
+    """The sweep (`options` go to Session.get), or NotFound naming it."""
+    sweep = session.get(Sweep, sweep_id, **options)
+    if sweep is None:
+        raise NotFound(f"sweep {sweep_id}: no such sweep")
+    return sweep
+
+
+def get_trial(session: Session, trial_id: int, **options: Any) -> Trial:
+    """The trial (`options` go to Session.get), or NotFound naming it."""
+    trial = session.get(Trial, trial_id, **options)
+    if trial is None:
+        raise NotFound(f"trial {trial_id}: no such trial")
+    return trial
+
+
 def space_to_json(space: Space) -> dict[str, Any]:
     return {name: dist.model_dump() for name, dist in space.items()}
 
@@ -136,9 +152,7 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
 def cancel_sweep(session: Session, sweep_id: int) -> tuple[Sweep, list[Trial]]:
     """Mark the sweep cancelled and its queued trials stopped; return the trials that were
     queued or running (the caller stops them in Redis)."""
-    sweep = session.get(Sweep, sweep_id, with_for_update=True)
-    if sweep is None:
-        raise NotFound(f"sweep {sweep_id}: no such sweep")
+    sweep = get_sweep(session, sweep_id, with_for_update=True)
     open_trials = list(
         session.scalars(
             select(Trial).where(

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+from redis import Redis
+from rq import Worker
+from rq.worker import BaseWorker
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from master.models import FINAL_STATUSES, Sweep, Trial
+from master.models import FINAL_STATUSES, Sweep, Trial, TrialStatus
 from master.schemas import (
     EpochPublic,
     RankedTrial,
@@ -14,6 +18,7 @@ from master.schemas import (
     SweepPublic,
     TrialDetail,
     TrialPublic,
+    WorkerPublic,
 )
 from master.sweeps import space_from_json, stage_counts
 
@@ -72,3 +77,32 @@ def trial_detail(trial: Trial) -> TrialDetail:
     history = [EpochPublic.model_validate(epoch) for epoch in trial.epochs]
     loss = [cost for epoch in trial.epochs for cost in epoch.loss]
     return TrialDetail(**trial_public(trial).model_dump(), history=history, loss=loss)
+
+
+def live_workers(redis: Redis, session: Session) -> list[WorkerPublic]:
+    """Every worker registered in Redis, by name, with the trial it is running."""
+    found = Worker.all(connection=redis)
+    running = running_trials(session, [w.name for w in found])
+    return sorted((_worker_public(w, running.get(w.name)) for w in found), key=lambda w: w.name)
+
+
+def running_trials(session: Session, workers: list[str] | None = None) -> dict[str, int]:
+    """Worker name -> its running trial, from the database: a worker's RQ job may hold a
+    batch of trials, and only the database knows which one is running."""
+    query = select(Trial.worker, Trial.id).where(Trial.status == TrialStatus.RUNNING)
+    if workers is not None:
+        query = query.where(Trial.worker.in_(workers))
+    return {name: trial_id for name, trial_id in session.execute(query).all() if name}
+
+
+def _worker_public(worker: BaseWorker, trial_id: int | None) -> WorkerPublic:
+    job = worker.get_current_job_id()
+    return WorkerPublic(
+        name=worker.name,
+        host=worker.hostname,
+        state=str(worker.get_state()),
+        queues=worker.queue_names(),
+        current_job=job,
+        current_trial=trial_id if job else None,
+        last_heartbeat=worker.last_heartbeat,
+    )

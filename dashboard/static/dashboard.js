@@ -39,7 +39,6 @@ async function drawFigures(url) {
         if (Number.isInteger(trial)) window.location.href = "/trials/" + trial;
       });
     }
-    element.dataset.points = String(figure.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0));
   }
   document.body.dataset.figuresDrawn = String(Number(document.body.dataset.figuresDrawn || 0) + 1);
   return body.live;

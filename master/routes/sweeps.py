@@ -16,7 +16,7 @@ from master.models import Sweep, SweepStatus, Trial, TrialStatus
 from master.schemas import Message, SweepPublic, SweepsPublic, TrialsPublic
 from master.services import ServicesDep, TokenDep
 from master.spec import SpecError, SweepSpec, check_trial_budget
-from master.sweeps import NotFound, cancel_sweep, create_sweep
+from master.sweeps import cancel_sweep, create_sweep, get_sweep
 from master.views import sweep_public, trial_public
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep
     except RedisError:  # stored all the same: the scheduler enqueues once Redis is back
         log.warning("sweep %d stored; its trials wait for Redis", sweep_id)
     with services.db.reading() as session:
-        return sweep_public(session, _get_sweep(session, sweep_id))
+        return sweep_public(session, get_sweep(session, sweep_id))
 
 
 @router.get("", response_model=SweepsPublic)
@@ -78,7 +78,7 @@ def read_sweeps(
 def read_sweep(sweep_id: SweepId, services: ServicesDep) -> SweepPublic:
     """One sweep: its stages with their ranges, warnings and counts per status."""
     with services.db.reading() as session:
-        return sweep_public(session, _get_sweep(session, sweep_id))
+        return sweep_public(session, get_sweep(session, sweep_id))
 
 
 @router.post(
@@ -88,7 +88,7 @@ def cancel_sweep_route(sweep_id: SweepId, services: ServicesDep) -> SweepPublic:
     """Cancel a sweep: queued trials are taken off the queue, running ones stop within a
     second."""
     with services.db.reading() as session:
-        _get_sweep(session, sweep_id)
+        get_sweep(session, sweep_id)
     # The flag first: whatever starts from now on stops at once, even a job being dequeued.
     services.queue.request_stop(sweep_id=sweep_id)
     with services.db.writing() as session:
@@ -96,7 +96,7 @@ def cancel_sweep_route(sweep_id: SweepId, services: ServicesDep) -> SweepPublic:
         job_ids = [t.job_id for t in open_trials if t.job_id]
     services.queue.cancel(job_ids)
     with services.db.reading() as session:
-        return sweep_public(session, _get_sweep(session, sweep_id))
+        return sweep_public(session, get_sweep(session, sweep_id))
 
 
 @router.get("/{sweep_id}/trials", response_model=TrialsPublic, responses=ERRORS)
@@ -111,7 +111,7 @@ def read_sweep_trials(
 ) -> TrialsPublic:
     """A sweep's trials, filtered by status and stage, best first by default."""
     with services.db.reading() as session:
-        _get_sweep(session, sweep_id)
+        get_sweep(session, sweep_id)
         query = select(Trial).where(Trial.sweep_id == sweep_id)
         if trial_status is not None:
             query = query.where(Trial.status == trial_status)
@@ -120,13 +120,6 @@ def read_sweep_trials(
         count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         trials = session.scalars(query.order_by(*TRIAL_SORTS[sort]).limit(limit).offset(offset))
         return TrialsPublic(data=[trial_public(t) for t in trials], count=count)
-
-
-def _get_sweep(session: Any, sweep_id: int) -> Sweep:
-    sweep = session.get(Sweep, sweep_id)
-    if sweep is None:
-        raise NotFound(f"sweep {sweep_id}: no such sweep")
-    return sweep
 
 
 def _check_dataset_reachable(dataset: str) -> None:

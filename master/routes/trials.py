@@ -7,16 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
 from master.models import Trial, TrialStatus, utcnow
 from master.routes.sweeps import ERRORS
 from master.schemas import TrialDetail
 from master.services import Services, ServicesDep, TokenDep
-from master.sweeps import Conflict, NotFound
+from master.sweeps import Conflict, get_trial
 from master.views import trial_detail
 
 router = APIRouter(prefix="/api/trials", tags=["trials"])
+# A trial's page holds its whole history: load the epochs in the same round trip.
+WITH_EPOCHS = [selectinload(Trial.epochs)]
 TrialId = Annotated[int, PathParam(ge=1, le=2**53, description="trial id")]
 
 
@@ -24,7 +26,7 @@ TrialId = Annotated[int, PathParam(ge=1, le=2**53, description="trial id")]
 def read_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
     """A trial: hyperparameters, status, per-epoch history and checkpoint files."""
     with services.db.reading() as session:
-        return trial_detail(_get_trial(session, trial_id))
+        return trial_detail(get_trial(session, trial_id, options=WITH_EPOCHS))
 
 
 @router.post(
@@ -33,12 +35,12 @@ def read_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
 def stop_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
     """Stop a trial: a queued one never runs, a running one ends within a second."""
     with services.db.reading() as session:
-        trial = _get_trial(session, trial_id)
+        trial = get_trial(session, trial_id)
         if TrialStatus(trial.status).is_final:
             raise Conflict(f"trial {trial_id}: already {trial.status}")
     services.queue.request_stop([trial_id])
     with services.db.writing() as session:
-        trial = _get_trial(session, trial_id)
+        trial = get_trial(session, trial_id)
         job_id = trial.job_id
         if trial.status == TrialStatus.QUEUED:
             trial.status = TrialStatus.STOPPED
@@ -52,14 +54,7 @@ def stop_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
     if sweep_id is not None:  # the stage may be complete now
         services.scheduler.advance([sweep_id])
     with services.db.reading() as session:
-        return trial_detail(_get_trial(session, trial_id))
-
-
-def _get_trial(session: Session, trial_id: int) -> Trial:
-    trial = session.get(Trial, trial_id, options=[selectinload(Trial.epochs)])
-    if trial is None:
-        raise NotFound(f"trial {trial_id}: no such trial")
-    return trial
+        return trial_detail(get_trial(session, trial_id, options=WITH_EPOCHS))
 
 
 def _job_has_open_trials(services: Services, job_id: str) -> bool:

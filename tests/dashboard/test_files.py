@@ -5,21 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from dashboard.files import NoSuchFile, inside
+from master.models import Trial
 from tests.dashboard.conftest import Board
 
 
 def recorded_checkpoint(board: Board) -> str:
     with board.db.reading() as session:
-        from master.models import Trial
-
         trial = session.get(Trial, board.with_checkpoint)
         assert trial is not None
         return str(trial.checkpoints[0])
 
 
 def set_checkpoints(board: Board, trial_id: int, paths: list[str]) -> None:
-    from master.models import Trial
-
     with board.db.writing() as session:
         trial = session.get(Trial, trial_id)
         assert trial is not None
