@@ -2,13 +2,13 @@
 FROM python:3.11-slim
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY core core
 COPY worker worker
 COPY master master
 COPY dashboard dashboard
 COPY examples examples
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --create-home hpsearch \
     && mkdir /checkpoints \
     && chown hpsearch /checkpoints

@@ -1,0 +1,46 @@
+"""constraints.txt pins every dependency pyproject.toml declares, within its bounds."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def declared() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    return [Requirement(r) for r in [*project["dependencies"], *extras["test"], *extras["bench"]]]
+
+
+def pinned() -> dict[str, Version]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not NAME==VERSION"
+            pins[canonicalize_name(name)] = Version(version)
+    return pins
+
+
+def test_every_declared_dependency_is_pinned_within_its_bounds() -> None:
+    pins = pinned()
+    for requirement in declared():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in constraints.txt: run bash .ci/lock"
+        assert requirement.specifier.contains(pins[name]), (
+            f"constraints.txt pins {name}=={pins[name]}, outside pyproject.toml's "
+            f"{requirement}: run bash .ci/lock"
+        )
+        for extra in requirement.extras:  # psycopg[binary] brings psycopg-binary
+            assert canonicalize_name(f"{name}-{extra}") in pins, f"{name}[{extra}]"
+
+
+def test_the_known_breaking_pytest_is_kept_out() -> None:
+    pytest = next(r for r in declared() if r.name == "pytest")
+    assert not pytest.specifier.contains("9.2.0")
