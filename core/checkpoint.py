@@ -18,6 +18,8 @@ import json
 import os
 import re
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +165,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             arrays = {key: archive[key] for key in archive.files}
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path}: no such file") from exc
-    except (OSError, ValueError) as exc:
+    # What a truncated, emptied or bit-flipped file raises from zipfile, zlib and numpy.
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
     if META_KEY not in arrays:
         raise CheckpointError(f"{path}: not an hpsearch checkpoint (no {META_KEY} entry)")
@@ -172,7 +175,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if meta.get("format") != FORMAT_VERSION:
             raise CheckpointError(f"{path}: format {meta.get('format')!r} is not {FORMAT_VERSION}")
         return _rebuild(meta, arrays)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from exc

@@ -11,6 +11,7 @@ cancelled meanwhile.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -73,6 +74,8 @@ def _apply(
         trial.status = TrialStatus.RUNNING
         trial.worker = data.get("worker")
         trial.started_at = trial.started_at or utcnow()
+        if damaged := data.get("damaged_checkpoints"):
+            _set_aside(trial, damaged)
     elif event.kind is EventKind.EPOCH:
         trial.status = TrialStatus.RUNNING
         _add_epoch(session, trial, data, stored)
@@ -81,13 +84,11 @@ def _apply(
             trial.train_acc = data["train_acc"]  # beside best_val_acc: the overfitting gap
     elif event.kind is EventKind.ENDED and data.get("status") == INTERRUPTED:
         _update_files(trial, data)
-        sweep = session.get(Sweep, trial.sweep_id)
-        if sweep is not None and sweep.status == SweepStatus.RUNNING:
-            requeue(trial, f"{data.get('reason') or 'the worker shut down'}; re-queued")
+        why = data.get("reason") or "the worker shut down"
+        if sweep_runs(session, trial):
+            requeue(trial, why)
             return None
-        trial.status = TrialStatus.STOPPED
-        trial.reason = "sweep cancelled"
-        trial.finished_at = utcnow()
+        end_cancelled(trial, why)
         return trial.sweep_id
     elif event.kind is EventKind.ENDED:
         trial.status = _ENDED_STATUSES.get(data.get("status", ""), TrialStatus.FAILED)
@@ -124,6 +125,14 @@ def _add_epoch(
     trial.val_acc = data["val_acc"]
 
 
+def _set_aside(trial: Trial, damaged: list[str]) -> None:
+    """The worker found these checkpoints ("NAME: why") damaged and renamed them: they are
+    no longer the trial's files, and its reason says so until the trial ends."""
+    names = {entry.partition(": ")[0] for entry in damaged}
+    trial.checkpoints = [c for c in trial.checkpoints or [] if Path(c).name not in names]
+    trial.reason = "set aside damaged checkpoints: " + "; ".join(damaged)
+
+
 def _update_files(trial: Trial, data: dict[str, Any]) -> None:
     if "checkpoints" in data:
         trial.checkpoints = data["checkpoints"]
@@ -131,10 +140,25 @@ def _update_files(trial: Trial, data: dict[str, Any]) -> None:
         trial.best_epoch = data.get("best_epoch")
 
 
-def requeue(trial: Trial, reason: str) -> None:
+def sweep_runs(session: Session, trial: Trial) -> bool:
+    """Whether the trial's sweep still runs. Only then may an attempt that ended before its
+    trial did be re-queued: nothing dispatches the trials of a cancelled sweep, so a trial
+    re-queued there would stay queued for ever."""
+    sweep = session.get(Sweep, trial.sweep_id)
+    return sweep is not None and sweep.status == SweepStatus.RUNNING
+
+
+def requeue(trial: Trial, why: str) -> None:
     """Put a trial back in the queue; the scheduler enqueues it as a new attempt, which
     resumes from the trial's latest checkpoint."""
     trial.status = TrialStatus.QUEUED
     trial.job_id = None
     trial.worker = None
-    trial.reason = reason
+    trial.reason = f"{why}; re-queued"
+
+
+def end_cancelled(trial: Trial, why: str) -> None:
+    """End a trial of a cancelled sweep whose attempt ended before it did."""
+    trial.status = TrialStatus.STOPPED
+    trial.reason = f"sweep cancelled; {why}"
+    trial.finished_at = utcnow()

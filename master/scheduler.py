@@ -42,7 +42,14 @@ from core.messages import (
     lease_key,
 )
 from master.db import Database, DatabaseUnavailable
-from master.events import INTERRUPTED, apply_event, apply_events, requeue
+from master.events import (
+    INTERRUPTED,
+    apply_event,
+    apply_events,
+    end_cancelled,
+    requeue,
+    sweep_runs,
+)
 from master.models import Sweep, SweepStatus, Trial, TrialStatus, utcnow
 from master.queueing import TrialQueue
 from master.sweeps import advance_if_stage_done
@@ -323,14 +330,17 @@ class Scheduler:
                     if trial.status == TrialStatus.RUNNING
                     else "its batch's worker stopped answering before it started"
                 )
-                if trial.attempts >= MAX_ATTEMPTS:
+                if not sweep_runs(session, trial):  # cancelled after the worker died
+                    end_cancelled(trial, why)
+                    ended.add(trial.sweep_id)
+                elif trial.attempts >= MAX_ATTEMPTS:
                     trial.status = TrialStatus.FAILED
                     trial.reason = f"{why} (attempt {trial.attempts} of {MAX_ATTEMPTS})"
                     trial.finished_at = utcnow()
                     ended.add(trial.sweep_id)
                 else:
                     log.warning("trial %s: %s; re-queued", trial.id, why)
-                    requeue(trial, f"{why}; re-queued")
+                    requeue(trial, why)
         self.enqueue_pending()
         self.advance(ended)
 

@@ -43,7 +43,12 @@ def run_worker(args: argparse.Namespace) -> int:
         while True:
             worker = None
             try:  # RQ talks to Redis as soon as a worker is made, not only in work()
-                worker = make_worker(redis, args.queue or [settings.queue], name=args.name)
+                worker = make_worker(
+                    redis,
+                    args.queue or [settings.queue],
+                    name=args.name,
+                    heartbeat_ttl_seconds=settings.heartbeat_ttl_seconds,
+                )
                 worker.work(burst=args.burst, with_scheduler=False)
             except (RedisError, ValueError) as exc:
                 # ValueError: RQ refuses a name whose last registration has not expired yet.

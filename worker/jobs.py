@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 
 from core.checkpoint import (
+    CheckpointError,
     CheckpointName,
     checkpoint_name,
     load_checkpoint,
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # a stop request ends the trial within this, plus one iteration
 MAX_SEND_BACKOFF_SECONDS = 5.0
 INTERRUPTED = "interrupted"  # the worker shut down mid-trial: the master re-queues the trial
+DAMAGED_SUFFIX = ".damaged"  # added to a checkpoint's name that cannot be loaded
 
 
 def run_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -109,13 +111,18 @@ def _train_trial(
     directory = checkpoint_dir / trial.checkpoint_subdir
     # A first attempt has no files yet: only a re-run lists the directory for them.
     existing = trial_checkpoints(directory, trial.trial_id) if trial.attempt > 1 else []
+    model, state, existing, damaged = _resume_or_start(existing, config, data, trial.trial_id)
     writer = _CheckpointWriter(
         trial, checkpoint_dir, directory, reporter, existing, data.image_shape
     )
-    model, state = _resume_or_start(existing, config, data, trial.trial_id)
     reporter.send(
         EventKind.STARTED,
-        {"worker": worker, "host": socket.gethostname(), "resumed_from_epoch": state.epoch},
+        {
+            "worker": worker,
+            "host": socket.gethostname(),
+            "resumed_from_epoch": state.epoch,
+            "damaged_checkpoints": damaged,
+        },
     )
     for k in range(len(state.history.epoch)):  # what the checkpoint holds, in case it was lost
         writer.report_epoch(state, k)
@@ -133,19 +140,34 @@ def _train_trial(
 
 def _resume_or_start(
     existing: list[tuple[Path, CheckpointName]], config: TrainConfig, data: Dataset, trial_id: int
-) -> tuple[FullyConnectedNet, TrainState]:
-    if existing:
-        checkpoint = load_checkpoint(existing[-1][0])
+) -> tuple[FullyConnectedNet, TrainState, list[tuple[Path, CheckpointName]], list[str]]:
+    """The model and state to go on from: the newest intact checkpoint's, else new ones.
+    Also returns the trial's files still in use and what was set aside as damaged."""
+    damaged: list[str] = []
+    while existing:
+        path = existing[-1][0]
+        try:
+            checkpoint = load_checkpoint(path)
+        except CheckpointError as exc:
+            # Truncated or corrupted (a full disk, a bad volume): set it aside under a name
+            # that is no checkpoint's, so it is kept for a look but never listed or loaded
+            # again, and try the one before it.
+            path.rename(path.with_name(path.name + DAMAGED_SUFFIX))
+            log.warning("trial %s: %s; set aside as %s%s", trial_id, exc, path.name, DAMAGED_SUFFIX)
+            damaged.append(str(exc).replace(str(path), path.name))
+            existing = existing[:-1]
+            continue
         if checkpoint.state.config == config:
             state = checkpoint.state
             if state.status is TrainStatus.STOPPED:
                 # Stopped by a worker shutdown (a user's stop is caught by the stop flag
                 # before this): go on from where it was.
                 state.status = TrainStatus.RUNNING
-            return checkpoint.model, state
+            return checkpoint.model, state, existing, damaged
         log.warning("trial %s: checkpoint config differs; starting over", trial_id)
+        break
     model = build_model(config, data)
-    return model, new_state(config, model, len(data.X_train))
+    return model, new_state(config, model, len(data.X_train)), existing, damaged
 
 
 def _accuracy(model: FullyConnectedNet, data: Dataset) -> float:

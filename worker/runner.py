@@ -10,8 +10,11 @@ gave is covered here:
 - Noticing a dead worker: RQ's own heartbeats expire a minute after a worker dies. Instead a
   thread renews the running job's lease (core.messages.lease_key) every second with a
   LEASE_SECONDS expiry; the master re-queues the open trials of a started job whose lease
-  expired. The thread also keeps RQ's worker heartbeat alive, so a long trial never makes
-  RQ think we died.
+  expired. The thread also renews what RQ itself watches: the worker's heartbeat and the
+  job's entry in RQ's started-job registry. RQ renews that entry only from the forking
+  Worker's monitoring loop, which a SimpleWorker does not run: left alone it expires after
+  the heartbeat TTL (30 s), and RQ's registry clean-up (which the master runs) then fails
+  a healthy long trial as abandoned.
 - Shutting down: the first SIGTERM or SIGINT (or the master's shutdown command) interrupts
   the running trial at its next stop poll; it checkpoints and reports INTERRUPTED, the master
   re-queues it and another worker resumes it from that checkpoint. A second signal is RQ's
@@ -27,6 +30,7 @@ from collections.abc import Sequence
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
@@ -36,12 +40,16 @@ from worker.lifecycle import SHUTTING_DOWN, SUPERSEDED
 
 log = logging.getLogger(__name__)
 WORKER_TTL_SECONDS = 10  # RQ's heartbeat expiry while idle (renewed at every dequeue poll)
-HEARTBEAT_TTL_SECONDS = 30  # RQ's heartbeat expiry while a trial runs (renewed every second)
 
 
 class TrialWorker(SimpleWorker):
+    # RQ's expiry of the worker's heartbeat and of the running job's registry entry, both
+    # renewed every LEASE_RENEW_SECONDS by the lease thread (WorkerSettings).
+    heartbeat_ttl_seconds = 30
+    _lease: _Lease | None = None
+
     def execute_job(self, job: Job, queue: Queue) -> None:
-        lease = _Lease(self, job)
+        lease = self._lease = _Lease(self, job)
         try:
             lease.renew()  # before the job reports STARTED: a running trial has a lease
         except RedisError as exc:  # the thread renews it once Redis is back
@@ -51,18 +59,26 @@ class TrialWorker(SimpleWorker):
             super().execute_job(job, queue)
         finally:
             lease.stop()
+            self._lease = None
+
+    def prepare_execution(self, job: Job) -> Execution:
+        execution = super().prepare_execution(job)
+        if self._lease is not None:  # from here on the lease renews its registry entry too
+            self._lease.execution = execution
+        return execution
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
         SHUTTING_DOWN.set()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        return HEARTBEAT_TTL_SECONDS  # the lease thread renews it; trials have no timeout
+        return self.heartbeat_ttl_seconds  # the lease thread renews it; trials have no timeout
 
 
 class _Lease(threading.Thread):
-    """Renews a running job's lease and its worker's RQ heartbeat until stopped, and learns
-    whether the master gave the job up for dead (then its trials end at their next poll).
+    """Renews a running job's lease, its worker's RQ heartbeat and the job's entry in RQ's
+    started-job registry until stopped, and learns whether the master gave the job up for
+    dead (then its trials end at their next poll).
 
     The lease is left to expire rather than deleted when the job ends: the master may not
     have applied the job's last events yet, and must not take it for a dead one meanwhile.
@@ -72,6 +88,8 @@ class _Lease(threading.Thread):
         super().__init__(name=f"lease-{job.id}", daemon=True)
         self.worker = worker
         self.job_id = job.id
+        self.registry = job.started_job_registry
+        self.execution: Execution | None = None  # set once RQ has registered it as started
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -82,10 +100,14 @@ class _Lease(threading.Thread):
                 log.warning("could not renew the lease of %s: %s", self.job_id, exc)
 
     def renew(self) -> None:
+        ttl = self.worker.heartbeat_ttl_seconds
         with self.worker.connection.pipeline(transaction=False) as pipe:
             pipe.set(lease_key(self.job_id), self.worker.name, ex=LEASE_SECONDS)
             pipe.exists(dead_job_key(self.job_id))
-            self.worker.heartbeat(HEARTBEAT_TTL_SECONDS, pipeline=pipe)
+            self.worker.heartbeat(ttl, pipeline=pipe)
+            if self.execution is not None:
+                # Only updates an entry that exists (XX): an ended job is not re-added.
+                self.execution.heartbeat(self.registry, ttl, pipeline=pipe)
             dead = pipe.execute()[1]
         if dead:
             log.warning("job %s was given up for dead by the master; ending it", self.job_id)
@@ -96,12 +118,19 @@ class _Lease(threading.Thread):
         self.join(timeout=LEASE_RENEW_SECONDS * 2)
 
 
-def make_worker(redis: Redis, queues: Sequence[str], name: str | None = None) -> TrialWorker:
+def make_worker(
+    redis: Redis,
+    queues: Sequence[str],
+    name: str | None = None,
+    heartbeat_ttl_seconds: int = TrialWorker.heartbeat_ttl_seconds,
+) -> TrialWorker:
     queue_objects = [Queue(q, connection=redis, serializer=JSONSerializer) for q in queues]
-    return TrialWorker(
+    worker = TrialWorker(
         queue_objects,
         name=name,
         connection=redis,
         serializer=JSONSerializer,
         worker_ttl=WORKER_TTL_SECONDS,
     )
+    worker.heartbeat_ttl_seconds = heartbeat_ttl_seconds
+    return worker

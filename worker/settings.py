@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.messages import LEASE_RENEW_SECONDS
+
 
 class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -18,3 +20,11 @@ class WorkerSettings(BaseSettings):
         default=Path("hpsearch-data/checkpoints"), validation_alias=AliasChoices("CHECKPOINT_DIR")
     )
     queue: str = Field(default="hpsearch", validation_alias=AliasChoices("HPSEARCH_QUEUE"))
+    # RQ's expiry of this worker's heartbeat and of its running job's registry entry; the
+    # lease thread renews both every LEASE_RENEW_SECONDS, so it must leave room for a few
+    # missed renewals. Tests shrink it to outlive it quickly.
+    heartbeat_ttl_seconds: int = Field(
+        default=30,
+        ge=3 * LEASE_RENEW_SECONDS,
+        validation_alias=AliasChoices("HPSEARCH_HEARTBEAT_TTL_SECONDS"),
+    )

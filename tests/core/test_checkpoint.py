@@ -128,3 +128,31 @@ def test_loading_bad_files_names_the_file(tmp_path: Path) -> None:
         zf.writestr("meta.json.npy", b"\x93NUMPY broken")
     with pytest.raises(CheckpointError, match="truncated.npz"):
         load_checkpoint(truncated)
+
+
+def test_every_kind_of_damage_is_a_checkpoint_error_naming_the_file(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    config = TrainConfig(num_epochs=1, hidden_sizes=(20,))
+    model = build_model(config, digits)
+    good = save_checkpoint(tmp_path / "good.npz", model, train(model, digits, config))
+    data = good.read_bytes()
+    damaged = {"empty": b"", "only its first byte": data[:1]}
+    damaged |= {f"cut at {n}/8": data[: len(data) * n // 8] for n in range(1, 8)}
+    for offset in np.linspace(0, len(data) - 1, 40).astype(int):  # one bit flipped
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x10
+        damaged[f"bit flipped at byte {offset}"] = bytes(flipped)
+    refused = 0
+    for what, content in damaged.items():
+        path = tmp_path / "bad.npz"
+        path.write_bytes(content)
+        try:
+            loaded = load_checkpoint(path)
+        except CheckpointError as exc:
+            assert "bad.npz" in str(exc), what
+            refused += 1
+            continue
+        # A flip in bytes nothing reads (zip padding, a header field) may leave it usable.
+        assert loaded.state.history == load_checkpoint(good).state.history, what
+    assert refused >= len(damaged) - 10  # nearly every flip is caught (by zip's CRC)

@@ -101,3 +101,27 @@ def test_an_interrupted_trial_goes_back_to_the_queue(db: Database) -> None:
 )
 def test_batch_size(count: int, workers: int, epochs: float, expected: int) -> None:
     assert batch_size(count, workers, epochs) == expected
+
+
+def test_a_restart_that_set_checkpoints_aside_drops_them_and_says_why(db: Database) -> None:
+    trial = first_trial(db)
+    kept, bad = (
+        "sweep000001/stage0/val0.5000_trial000001_ep001.npz",
+        "val0.6000_trial000001_ep002.npz",
+    )
+    with db.writing() as session:
+        session.get_one(Trial, trial.id).checkpoints = [kept, f"sweep000001/stage0/{bad}"]
+    started = TrialEvent(
+        EventKind.STARTED,
+        trial.id,
+        1,
+        {"worker": "w", "damaged_checkpoints": [f"{bad}: not a readable checkpoint (EOF)"]},
+    )
+    with db.writing() as session:
+        apply_events(session, [started])
+    with db.reading() as session:
+        after = session.get_one(Trial, trial.id)
+        assert after.checkpoints == [kept]
+        assert (
+            after.reason == f"set aside damaged checkpoints: {bad}: not a readable checkpoint (EOF)"
+        )

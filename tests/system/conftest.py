@@ -53,11 +53,14 @@ class System:
         self.master = self.processes.hpsearch("master", "master", "--port", str(self.port), **env)
         wait_for(lambda: http_answers(self.url + "/api/health"), 30, "the master to answer")
 
-    def start_worker(self, name: str, command: list[str] | None = None) -> None:
+    def start_worker(
+        self, name: str, command: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        env = env or {}
         if command is None:
-            self.workers[name] = self.processes.hpsearch(name, "worker", "--name", name)
+            self.workers[name] = self.processes.hpsearch(name, "worker", "--name", name, **env)
         else:
-            self.workers[name] = self.processes.start(name, command)
+            self.workers[name] = self.processes.start(name, command, **env)
 
     def wait_for_workers(self, count: int) -> None:
         wait_for(lambda: self.get("/api/workers")["count"] == count, 30, f"{count} workers")
@@ -124,10 +127,15 @@ def fresh_database_url(kind: str, root: Path) -> str:
 
 @contextmanager
 def running_system(
-    root: Path, kind: str, workers: int = 2, database_url: str | None = None
+    root: Path,
+    kind: str,
+    workers: int = 2,
+    database_url: str | None = None,
+    worker_env: dict[str, str] | None = None,
 ) -> Iterator[System]:
     """Redis (append-only, as in compose), the master, and `workers` workers w0, w1, ...
-    The `kind` of database is emptied first; `database_url` may lead to it another way."""
+    (with `worker_env` added to their environment). The `kind` of database is emptied
+    first; `database_url` may lead to it another way."""
     emptied = fresh_database_url(kind, root)
     redis = RedisServer(root / "redis", appendonly=True)
     redis.start()
@@ -135,7 +143,7 @@ def running_system(
     try:
         system.start_master()
         for i in range(workers):
-            system.start_worker(f"w{i}-{kind}")
+            system.start_worker(f"w{i}-{kind}", env=worker_env)
         system.wait_for_workers(workers)
         yield system
     finally:

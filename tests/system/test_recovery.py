@@ -266,3 +266,35 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def test_a_sweep_cancelled_right_after_its_worker_died_ends_the_trial(system: System) -> None:
+    spec = example_spec(
+        name="cancel-after-a-death",
+        model={"hidden_sizes": [300, 300]},
+        fixed={"update": "momentum", "batch_size": 10, "learning_rate": 0.01},
+        space={"reg": {"dist": "loguniform", "low": 1e-5, "high": 1e-4}},
+        stages=[{"trials": 1, "epochs": 1000}],  # minutes: it cannot end by itself here
+    )
+    sweep_id = system.submit(spec)
+
+    def first_epoch_done() -> dict[str, Any] | None:
+        trials = system.trials(sweep_id)
+        return trials[0] if trials and trials[0]["epochs_done"] >= 1 else None
+
+    trial = wait_for(first_epoch_done, 60, "the trial's first epoch")
+    system.workers[trial["worker"]].send_signal(signal.SIGKILL)
+    system.workers[trial["worker"]].wait()
+    code, body = system.post(f"/api/sweeps/{sweep_id}/cancel")
+    assert code == 200, body
+
+    # The dead worker never answers the stop; once its lease lapses the master must end
+    # the trial, not put it back in a queue that nothing dispatches for a cancelled sweep.
+    def ended() -> dict[str, Any] | None:
+        found = system.get(f"/api/trials/{trial['id']}")
+        return found if found["status"] in FINAL else None
+
+    done = wait_for(ended, 30, "the dead worker's trial to end", interval=0.1)
+    assert done["status"] == "stopped" and done["attempts"] == 1
+    assert done["reason"].startswith("sweep cancelled; worker "), done["reason"]
+    assert system.get(f"/api/sweeps/{sweep_id}")["status"] == "cancelled"

@@ -205,3 +205,58 @@ def test_an_unwritable_checkpoint_directory_fails_the_trial_with_the_reason(
     assert outcome["status"] == "failed"
     assert "stage1" in outcome["reason"] and "Error" in outcome["reason"]
     assert [p.name for p in worker_env.rglob("*") if p.is_file()] == ["stage1"]
+
+
+def damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "bit-flipped":
+        flipped = bytearray(data)
+        flipped[len(data) // 3] ^= 0x01
+        path.write_bytes(bytes(flipped))
+    else:
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "empty"])
+def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_resumes(
+    redis: Redis, worker_env: Path, how: str
+) -> None:
+    first = run_trial(trial_job(keep_checkpoints="all"))
+    reference = without_files(epoch_events(redis))
+    directory = worker_env / "sweep000003" / "stage1"
+    latest = max(directory.glob("*.npz"), key=lambda p: parse_checkpoint_name(p).epoch)
+    damage(latest, how)
+    redis.delete(EVENT_STREAM)
+
+    second = run_trial(trial_job(keep_checkpoints="all", attempt=2))
+    started = events(redis)[0]
+    assert started.data["resumed_from_epoch"] == 3.0
+    [note] = started.data["damaged_checkpoints"]
+    assert note.startswith(f"{latest.name}: not a readable checkpoint"), note
+    assert latest.with_name(latest.name + ".damaged").exists()  # kept for a look
+    # Epoch 4 trained again from epoch 3's checkpoint: the uninterrupted run's numbers.
+    assert second["status"] == "finished"
+    assert without_files(epoch_events(redis)) == reference
+    assert second["checkpoints"] == first["checkpoints"]
+    assert load_checkpoint(latest).state.epoch == 4.0  # written anew, intact
+
+
+def test_a_trial_whose_every_checkpoint_is_damaged_starts_over(
+    redis: Redis, worker_env: Path
+) -> None:
+    first = run_trial(trial_job(keep_checkpoints="all"))
+    reference = without_files(epoch_events(redis))
+    files = sorted((worker_env / "sweep000003" / "stage1").glob("*.npz"))
+    assert len(files) == 4
+    for path in files:
+        damage(path, "truncated")
+    redis.delete(EVENT_STREAM)
+
+    second = run_trial(trial_job(keep_checkpoints="all", attempt=2))
+    started = events(redis)[0]
+    assert started.data["resumed_from_epoch"] == 0.0
+    assert len(started.data["damaged_checkpoints"]) == 4
+    assert second["status"] == "finished" and second["val_acc"] == first["val_acc"]
+    assert without_files(epoch_events(redis)) == reference
