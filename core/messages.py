@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -84,18 +85,32 @@ class EventKind(StrEnum):
     ENDED = "ended"
 
 
+class EndStatus(StrEnum):
+    """How an attempt at a trial ended, as its ENDED event says."""
+
+    FINISHED = "finished"
+    EXPLODED = "exploded"  # the cost passed explode_factor x the first cost: an outcome
+    STOPPED = "stopped"  # by the user (the trial or its sweep)
+    FAILED = "failed"  # an exception in training; the reason has its message
+    INTERRUPTED = "interrupted"  # the worker shut down mid-trial: the master re-queues it
+
+
 @dataclass(frozen=True)
 class TrialEvent:
     kind: EventKind
     trial_id: int
     attempt: int
     data: dict[str, Any] = field(default_factory=dict)
+    # When the worker made it (Unix time): a trial's start and end are the worker's, not
+    # when the master got round to applying them (events travel in batches).
+    at: float = field(default_factory=time.time)
 
     def to_fields(self) -> dict[str, str]:
         payload = {
             "kind": self.kind.value,
             "trial_id": self.trial_id,
             "attempt": self.attempt,
+            "at": self.at,
             "data": finite_or_none(self.data),
         }
         return {EVENT_FIELD: json.dumps(payload, allow_nan=False)}
@@ -111,6 +126,7 @@ class TrialEvent:
             int(payload["trial_id"]),
             int(payload["attempt"]),
             payload.get("data") or {},
+            float(payload.get("at") or time.time()),  # events of older workers have none
         )
 
 

@@ -17,7 +17,7 @@ from dashboard.files import NoSuchFile, inside
 from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard, sweep_choices
 from dashboard.state import Dashboard, DashboardDep, Id
 from dashboard.weights import NoImage, describe_first_layer
-from master.models import Sweep, SweepStatus, TrialStatus
+from master.models import MAX_ID, Sweep, SweepStatus, TrialStatus
 from master.schemas import WorkerPublic
 from master.sweeps import get_sweep, get_trial
 from master.views import live_workers, running_trials, sweep_public
@@ -56,7 +56,7 @@ def _leaderboard_filters(
     if status and status not in statuses:
         raise BadAddress(f"status: {status!r} is not one of {', '.join(statuses)}")
     return Filters(
-        _optional_int("sweep", sweep, 1, 2**53),
+        _optional_int("sweep", sweep, 1, MAX_ID),
         _optional_int("stage", stage, 0, 1000),
         status or None,
     )

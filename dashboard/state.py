@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from redis import Redis
 
 from master.db import Database
+from master.models import MAX_ID
 from master.settings import Settings
 
 
@@ -29,5 +30,5 @@ def get_dashboard(request: Request) -> Dashboard:
 
 
 DashboardDep = Annotated[Dashboard, Depends(get_dashboard)]
-# A sweep or trial id: a database id, so at most 2**53 (what JSON numbers hold exactly).
-Id = Annotated[int, PathParam(ge=1, le=2**53)]
+# A sweep or trial id, as the database holds them.
+Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]

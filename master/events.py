@@ -11,21 +11,22 @@ cancelled meanwhile.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.messages import EventKind, TrialEvent
+from core.messages import EndStatus, EventKind, TrialEvent
 from master.models import Sweep, SweepStatus, Trial, TrialEpoch, TrialStatus, utcnow
 
-INTERRUPTED = "interrupted"
-_ENDED_STATUSES = {
-    "finished": TrialStatus.FINISHED,
-    "exploded": TrialStatus.EXPLODED,
-    "stopped": TrialStatus.STOPPED,
-    "failed": TrialStatus.FAILED,
+# The trial's status once an attempt ended so (an interrupted one is re-queued instead).
+_FINAL_STATUSES = {
+    EndStatus.FINISHED: TrialStatus.FINISHED,
+    EndStatus.EXPLODED: TrialStatus.EXPLODED,
+    EndStatus.STOPPED: TrialStatus.STOPPED,
+    EndStatus.FAILED: TrialStatus.FAILED,
 }
 
 
@@ -67,13 +68,16 @@ def _apply(
 ) -> int | None:
     if event.attempt < trial.attempts:
         return None
+    if trial.job_id is None:  # given up or re-queued: the attempt that sent it is over
+        return None
     if TrialStatus(trial.status).is_final:
         return None
     data = event.data
+    sent_at = datetime.fromtimestamp(event.at, UTC)
     if event.kind is EventKind.STARTED:
         trial.status = TrialStatus.RUNNING
         trial.worker = data.get("worker")
-        trial.started_at = trial.started_at or utcnow()
+        trial.started_at = trial.started_at or sent_at
         if damaged := data.get("damaged_checkpoints"):
             _set_aside(trial, damaged)
     elif event.kind is EventKind.EPOCH:
@@ -82,7 +86,7 @@ def _apply(
         _update_files(trial, data)
         if trial.best_epoch == float(data["epoch"]):
             trial.train_acc = data["train_acc"]  # beside best_val_acc: the overfitting gap
-    elif event.kind is EventKind.ENDED and data.get("status") == INTERRUPTED:
+    elif event.kind is EventKind.ENDED and data.get("status") == EndStatus.INTERRUPTED:
         _update_files(trial, data)
         why = data.get("reason") or "the worker shut down"
         if sweep_runs(session, trial):
@@ -91,11 +95,12 @@ def _apply(
         end_cancelled(trial, why)
         return trial.sweep_id
     elif event.kind is EventKind.ENDED:
-        trial.status = _ENDED_STATUSES.get(data.get("status", ""), TrialStatus.FAILED)
+        # A StrEnum key matches the plain string the event carries.
+        trial.status = _FINAL_STATUSES.get(data.get("status", ""), TrialStatus.FAILED)
         trial.reason = data.get("reason")
         trial.explosion = data.get("explosion")
         trial.epochs_done = max(trial.epochs_done, data.get("epochs_done") or 0.0)
-        trial.finished_at = utcnow()
+        trial.finished_at = sent_at
         _update_files(trial, data)
         return trial.sweep_id
     return None

@@ -25,6 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Ids are INTEGER columns (32 bits on PostgreSQL): a larger one names no row, and
+# PostgreSQL refuses to compare it with one (an error, not an empty answer).
+MAX_ID = 2**31 - 1
+
 
 class SweepStatus(StrEnum):
     RUNNING = "running"

@@ -19,14 +19,16 @@ from core.messages import STOP_TTL_SECONDS, TrialJob, stop_key, sweep_stop_key
 
 log = logging.getLogger(__name__)
 JOB_FUNCTION = "worker.jobs.run_trials"
-RESULT_TTL_SECONDS = 600
 FAILURE_TTL_SECONDS = 7 * 24 * 3600
 
 
 class TrialQueue:
-    def __init__(self, redis: Redis, name: str) -> None:
+    def __init__(self, redis: Redis, name: str, result_ttl_seconds: int = 600) -> None:
         self.redis = redis
         self.queue = Queue(name, connection=redis, serializer=JSONSerializer)
+        # How long a finished job's record stays: nothing depends on it once its events
+        # are applied, since trials are judged by the database and leases.
+        self.result_ttl_seconds = result_ttl_seconds
 
     def enqueue(self, jobs: Iterable[tuple[str, list[TrialJob]]]) -> int:
         """Enqueue (job id, batch of trials) pairs in one round trip; returns how many jobs."""
@@ -36,7 +38,7 @@ class TrialQueue:
                 kwargs={"trials": [trial.to_dict() for trial in trials]},
                 job_id=rq_id,
                 timeout=-1,  # trials run as long as their epochs take
-                result_ttl=RESULT_TTL_SECONDS,
+                result_ttl=self.result_ttl_seconds,
                 failure_ttl=FAILURE_TTL_SECONDS,
                 description=_describe(trials),
             )

@@ -123,8 +123,24 @@ class ComponentHealth(BaseModel):
     detail: str
 
 
+class SchedulerHealth(BaseModel):
+    ok: bool = Field(description="a scheduler is active: this master's, passing, or another's")
+    active: bool = Field(description="whether this master's scheduler is the active one")
+    this_master: str
+    active_master: str | None = Field(description="who holds the scheduler lease")
+    last_pass_seconds_ago: float | None = Field(description="this master's scheduler loop")
+
+
+class EventBacklog(BaseModel):
+    waiting: int = Field(description="worker events not applied yet")
+    oldest_age_seconds: float | None
+    unapplied: int = Field(description="events that failed to apply, kept with their error")
+
+
 class HealthPublic(BaseModel):
     status: str = Field(description="ok, or unavailable when a component is down")
     redis: ComponentHealth
     database: ComponentHealth
     checkpoint_dir: ComponentHealth
+    scheduler: SchedulerHealth | None = Field(description="null when Redis cannot be reached")
+    events: EventBacklog | None = Field(description="null when Redis cannot be reached")

@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from redis import Redis
 
 from master.db import Database
+from master.dispatching import Dispatcher
 from master.queueing import TrialQueue
 from master.scheduler import Scheduler
 from master.settings import Settings
@@ -21,6 +22,7 @@ class Services:
     db: Database
     redis: Redis
     queue: TrialQueue
+    dispatcher: Dispatcher
     scheduler: Scheduler
 
     @classmethod
@@ -29,9 +31,17 @@ class Services:
         redis = Redis.from_url(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
         )
-        queue = TrialQueue(redis, settings.queue)
-        scheduler = Scheduler(db, redis, queue, settings.reconcile_seconds)
-        return cls(settings, db, redis, queue, scheduler)
+        queue = TrialQueue(redis, settings.queue, result_ttl_seconds=settings.result_ttl_seconds)
+        dispatcher = Dispatcher(db, redis, queue)
+        scheduler = Scheduler(
+            db,
+            redis,
+            queue,
+            dispatcher,
+            reconcile_seconds=settings.reconcile_seconds,
+            lease_seconds=settings.scheduler_lease_seconds,
+        )
+        return cls(settings, db, redis, queue, dispatcher, scheduler)
 
     def close(self) -> None:
         self.db.dispose()

@@ -10,8 +10,10 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.messages import LEASE_SECONDS
 
 DEFAULT_DATA_DIR = Path("hpsearch-data")
 
@@ -39,6 +41,31 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(
         default=2.0, gt=0, validation_alias=_env("HPSEARCH_RECONCILE_SECONDS")
     )
+    # The active scheduler's lease (master.leadership), renewed on every pass (at least
+    # twice a second): a standby master takes over this long after the active one died.
+    scheduler_lease_seconds: float = Field(
+        default=10.0, ge=2.0, validation_alias=_env("HPSEARCH_SCHEDULER_LEASE_SECONDS")
+    )
+    # How long Redis keeps a finished RQ job's record.
+    result_ttl_seconds: int = Field(
+        default=600, ge=1, validation_alias=_env("HPSEARCH_RESULT_TTL_SECONDS")
+    )
+
+    @model_validator(mode="after")
+    def _timings_in_order(self) -> Settings:
+        if self.reconcile_seconds >= LEASE_SECONDS:
+            raise ValueError(
+                f"HPSEARCH_RECONCILE_SECONDS ({self.reconcile_seconds:g}) must be below the "
+                f"workers' job lease ({LEASE_SECONDS} s), or dead workers go unnoticed for "
+                "longer than a lease"
+            )
+        if self.scheduler_lease_seconds <= 2 * self.reconcile_seconds:
+            raise ValueError(
+                f"HPSEARCH_SCHEDULER_LEASE_SECONDS ({self.scheduler_lease_seconds:g}) must be "
+                f"over twice HPSEARCH_RECONCILE_SECONDS ({self.reconcile_seconds:g}), or a "
+                "busy pass loses the lease to a standby"
+            )
+        return self
 
     @cached_property
     def checkpoint_dir(self) -> Path:

@@ -41,6 +41,9 @@ from core.config import TrainConfig
 from core.data import Dataset
 from core.messages import (
     EVENT_STREAM,
+    LEASE_RENEW_SECONDS,
+    LEASE_SECONDS,
+    EndStatus,
     EventKind,
     TrialEvent,
     TrialJob,
@@ -52,14 +55,16 @@ from core.state import TrainState, TrainStatus
 from core.trainer import build_model, new_state, train
 from worker.checkpoints import best_of, prune, trial_checkpoints
 from worker.datasets import DATASETS
-from worker.lifecycle import SHUTTING_DOWN, SUPERSEDED
+from worker.lifecycle import LEASE_RENEWED, SHUTTING_DOWN, SUPERSEDED
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # a stop request ends the trial within this, plus one iteration
 MAX_SEND_BACKOFF_SECONDS = 5.0
-INTERRUPTED = "interrupted"  # the worker shut down mid-trial: the master re-queues the trial
 DAMAGED_SUFFIX = ".damaged"  # added to a checkpoint's name that cannot be loaded
+# A lease renewed this recently is surely still held: it lapses LEASE_SECONDS after its
+# renewal, and the master judges it one pass later.
+LEASE_SURELY_HELD_SECONDS = LEASE_SECONDS - 1.0
 
 
 def run_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -90,10 +95,10 @@ def _run_one(
     try:
         return _train_trial(trial, checkpoint_dir, reporter, stop, worker)
     except SystemExit:  # RQ's cold stop: the trial was not at fault, let the master re-queue it
-        return reporter.ended(INTERRUPTED, reason="the worker was stopped")
+        return reporter.ended(EndStatus.INTERRUPTED, reason="the worker was stopped")
     except Exception as exc:  # a trial's failure is an outcome to record, not a worker crash
         log.exception("trial %s failed", trial.trial_id)
-        return reporter.ended("failed", reason=f"{type(exc).__name__}: {exc}")
+        return reporter.ended(EndStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
 
 
 def _train_trial(
@@ -113,7 +118,7 @@ def _train_trial(
     existing = trial_checkpoints(directory, trial.trial_id) if trial.attempt > 1 else []
     model, state, existing, damaged = _resume_or_start(existing, config, data, trial.trial_id)
     writer = _CheckpointWriter(
-        trial, checkpoint_dir, directory, reporter, existing, data.image_shape
+        trial, checkpoint_dir, directory, reporter, stop, existing, data.image_shape
     )
     reporter.send(
         EventKind.STARTED,
@@ -201,7 +206,7 @@ class _Reporter:
         self.pending = []
         return replies[sent:]
 
-    def ended(self, status: str, **data: Any) -> dict[str, Any]:
+    def ended(self, status: EndStatus, **data: Any) -> dict[str, Any]:
         outcome = {"status": status, **data}
         self.send(EventKind.ENDED, outcome)
         backoff = 0.1
@@ -249,12 +254,27 @@ class _StopFlag:
                 log.warning("cannot poll the stop flags: %s", exc)
         return self.requested or self.interrupted or self.superseded
 
-    def ending(self, when: str) -> tuple[str, str]:
+    def may_write(self) -> bool:
+        """Whether this attempt may write (and prune) the trial's files: only while its
+        lease is surely held. Cut off from Redis for longer (a partition), it may have been
+        given up for dead and the trial given to another worker, whose files it must not
+        touch: it waits until Redis answers and says which. Outside a worker there is no
+        lease."""
+        if self.rq_id is None:
+            return True
+        while not (self.superseded or self.interrupted):
+            renewed = LEASE_RENEWED.get(self.rq_id)
+            if renewed is not None and time.monotonic() - renewed < LEASE_SURELY_HELD_SECONDS:
+                return True
+            time.sleep(LEASE_RENEW_SECONDS / 4)
+        return False
+
+    def ending(self, when: str) -> tuple[EndStatus, str]:
         """The status and reason of a trial this flag ended `when` ("at epoch 2.50"): a
         user's stop wins over a worker shutdown, which re-queues the trial."""
         if self.requested:
-            return TrainStatus.STOPPED.value, f"stopped {when}"
-        return INTERRUPTED, f"the worker shut down {when}"
+            return EndStatus.STOPPED, f"stopped {when}"
+        return EndStatus.INTERRUPTED, f"the worker shut down {when}"
 
     def outcome(self, when: str) -> dict[str, Any]:
         """The ENDED event of a trial this flag ended before it trained."""
@@ -273,10 +293,12 @@ class _CheckpointWriter:
         root: Path,
         directory: Path,
         reporter: _Reporter,
+        stop: _StopFlag,
         existing: list[tuple[Path, CheckpointName]],
         image_shape: tuple[int, ...] | None,
     ) -> None:
         self.trial = trial
+        self.stop = stop
         self.root = root
         self.directory = directory
         self.reporter = reporter
@@ -289,8 +311,8 @@ class _CheckpointWriter:
         self.checkpoints = existing
 
     def epoch(self, model: FullyConnectedNet, state: TrainState) -> None:
-        self.write(model, state, state.history.val_acc[-1])
-        self.report_epoch(state, len(state.history.epoch) - 1)
+        if self.write(model, state, state.history.val_acc[-1]):
+            self.report_epoch(state, len(state.history.epoch) - 1)
 
     def report_epoch(self, state: TrainState, k: int) -> None:
         """Send the EPOCH event of the k-th epoch in the state's history."""
@@ -313,7 +335,11 @@ class _CheckpointWriter:
             },
         )
 
-    def write(self, model: FullyConnectedNet, state: TrainState, val_acc: float) -> None:
+    def write(self, model: FullyConnectedNet, state: TrainState, val_acc: float) -> bool:
+        """Write a checkpoint of `state` and prune; False if this attempt may no longer
+        (its stop flag then ends the trial)."""
+        if not self.stop.may_write():
+            return False
         name = checkpoint_name(val_acc, self.trial.trial_id, state.epoch)
         path = save_checkpoint(
             self.directory / name,
@@ -328,6 +354,7 @@ class _CheckpointWriter:
             checkpoints = prune(checkpoints, path)
         self.checkpoints = checkpoints
         self.last_iteration = state.iteration
+        return True
 
     def _files(self) -> dict[str, Any]:
         checkpoints = self.checkpoints
@@ -363,4 +390,4 @@ class _CheckpointWriter:
         elif state.status is TrainStatus.STOPPED:
             status, outcome["reason"] = stop.ending(f"at epoch {state.epoch:.2f}")
             return self.reporter.ended(status, **outcome)
-        return self.reporter.ended(state.status.value, **outcome)
+        return self.reporter.ended(EndStatus(state.status.value), **outcome)

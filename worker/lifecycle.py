@@ -15,3 +15,8 @@ SHUTTING_DOWN = threading.Event()
 # Job ids of attempts that a newer attempt at the same trial has taken over (the master
 # re-queued the trial while this worker was cut off from Redis): they end without a word.
 SUPERSEDED: set[str] = set()
+
+# Job id -> when (time.monotonic) its lease was last renewed. A trial writes its files only
+# while its lease is surely held (worker.jobs): a worker cut off from Redis for longer may
+# have had the trial given to another worker.
+LEASE_RENEWED: dict[str, float] = {}

@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
-from rq import Queue
+from rq import Queue, worker_registration
 from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 from core.messages import LEASE_RENEW_SECONDS, LEASE_SECONDS, dead_job_key, lease_key
-from worker.lifecycle import SHUTTING_DOWN, SUPERSEDED
+from worker.lifecycle import LEASE_RENEWED, SHUTTING_DOWN, SUPERSEDED
 
 log = logging.getLogger(__name__)
 WORKER_TTL_SECONDS = 10  # RQ's heartbeat expiry while idle (renewed at every dequeue poll)
@@ -71,6 +73,19 @@ class TrialWorker(SimpleWorker):
         super().handle_warm_shutdown_request()
         SHUTTING_DOWN.set()
 
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's heartbeat, which here also writes this worker's registration again (both
+        writes are idempotent). RQ registers a worker only when it starts: after Redis lost
+        its data (restarted without persistence) a worker that goes on working would stay
+        missing from /api/workers, and deaf to a shutdown request, until it restarted."""
+        own = pipeline if pipeline is not None else self.connection.pipeline()
+        if self.birth_date is not None:  # RQ's own registration came first
+            own.hset(self.key, mapping={**self.serialize(), "state": self.get_state()})
+            worker_registration.register(self, own)
+        super().heartbeat(timeout, pipeline=own)
+        if pipeline is None:
+            own.execute()
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.heartbeat_ttl_seconds  # the lease thread renews it; trials have no timeout
 
@@ -98,6 +113,8 @@ class _Lease(threading.Thread):
                 self.renew()
             except RedisError as exc:  # Redis restarting: keep trying, the trial goes on
                 log.warning("could not renew the lease of %s: %s", self.job_id, exc)
+            except Exception:  # the trial waits on this thread to write: it must not end
+                log.exception("renewing the lease of %s failed", self.job_id)
 
     def renew(self) -> None:
         ttl = self.worker.heartbeat_ttl_seconds
@@ -109,6 +126,7 @@ class _Lease(threading.Thread):
                 # Only updates an entry that exists (XX): an ended job is not re-added.
                 self.execution.heartbeat(self.registry, ttl, pipeline=pipe)
             dead = pipe.execute()[1]
+        LEASE_RENEWED[self.job_id] = time.monotonic()
         if dead:
             log.warning("job %s was given up for dead by the master; ending it", self.job_id)
             SUPERSEDED.add(self.job_id)
@@ -116,6 +134,7 @@ class _Lease(threading.Thread):
     def stop(self) -> None:
         self.done.set()
         self.join(timeout=LEASE_RENEW_SECONDS * 2)
+        LEASE_RENEWED.pop(self.job_id, None)
 
 
 def make_worker(

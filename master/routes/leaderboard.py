@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
-from master.models import Trial, TrialStatus
+from master.models import MAX_ID, Trial, TrialStatus
 from master.schemas import LeaderboardPublic
 from master.services import ServicesDep
 from master.views import ranked_trial
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/leaderboard", tags=["leaderboard"])
 @router.get("", response_model=LeaderboardPublic)
 def read_leaderboard(
     services: ServicesDep,
-    sweep: Annotated[int | None, Query(ge=1, le=2**53)] = None,
+    sweep: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     trial_status: Annotated[TrialStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from core.data import parse_dataset_spec
-from master.models import Sweep, SweepStatus, Trial, TrialStatus
+from master.models import MAX_ID, Sweep, SweepStatus, Trial, TrialStatus
 from master.schemas import Message, SweepPublic, SweepsPublic, TrialsPublic
 from master.services import ServicesDep, TokenDep
 from master.spec import SpecError, SweepSpec, check_trial_budget
@@ -21,7 +21,7 @@ from master.views import sweep_public, trial_public
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
-SweepId = Annotated[int, PathParam(ge=1, le=2**53, description="sweep id")]
+SweepId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="sweep id")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Message} for code in (401, 404, 409, 413, 422, 503)
 }
@@ -50,7 +50,7 @@ def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep
         sweep = create_sweep(session, spec)
         sweep_id = sweep.id
     try:
-        services.scheduler.enqueue_pending()
+        services.dispatcher.enqueue_pending()
     except RedisError:  # stored all the same: the scheduler enqueues once Redis is back
         log.warning("sweep %d stored; its trials wait for Redis", sweep_id)
     with services.db.reading() as session:

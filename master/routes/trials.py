@@ -9,7 +9,7 @@ from fastapi import Path as PathParam
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from master.models import Trial, TrialStatus, utcnow
+from master.models import MAX_ID, Trial, TrialStatus, utcnow
 from master.routes.sweeps import ERRORS
 from master.schemas import TrialDetail
 from master.services import Services, ServicesDep, TokenDep
@@ -19,7 +19,7 @@ from master.views import trial_detail
 router = APIRouter(prefix="/api/trials", tags=["trials"])
 # A trial's page holds its whole history: load the epochs in the same round trip.
 WITH_EPOCHS = [selectinload(Trial.epochs)]
-TrialId = Annotated[int, PathParam(ge=1, le=2**53, description="trial id")]
+TrialId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="trial id")]
 
 
 @router.get("/{trial_id}", response_model=TrialDetail, responses=ERRORS)
@@ -52,7 +52,7 @@ def stop_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
     if job_id and sweep_id is not None and not _job_has_open_trials(services, job_id):
         services.queue.cancel([job_id])  # else its batch reaches it, sees the flag, skips it
     if sweep_id is not None:  # the stage may be complete now
-        services.scheduler.advance([sweep_id])
+        services.dispatcher.advance([sweep_id])
     with services.db.reading() as session:
         return trial_detail(get_trial(session, trial_id, options=WITH_EPOCHS))
 

@@ -74,6 +74,8 @@ def test_bad_filters_and_ids_get_a_page_naming_them(board: Board) -> None:
         ("/trials/abc", "trial_id"),
         ("/trials/0", "trial_id"),
         ("/sweeps/99999999999999999999", "sweep_id"),
+        ("/trials/2147483648", "trial_id"),  # past the INTEGER column: PostgreSQL errors
+        ("/?sweep=2147483648", "sweep: must be from 1 to 2147483647"),
     ]:
         response = board.client.get(url)
         assert response.status_code == 400, url

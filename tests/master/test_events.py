@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.messages import EventKind, TrialEvent
+from core.messages import EventKind, TrialEvent, job_id
 from master.db import Database
+from master.dispatching import JOBS_PER_WORKER, MAX_BATCH, batch_size
 from master.events import apply_events
 from master.models import Trial, TrialEpoch
-from master.scheduler import JOBS_PER_WORKER, MAX_BATCH, batch_size
 from master.spec import SweepSpec
 from master.sweeps import create_sweep
 from tests.master.factories import example_spec
@@ -33,6 +33,7 @@ def first_trial(db: Database) -> Trial:
         sweep = create_sweep(session, spec)
         trial = sweep_trials(session, sweep.id)[0]
         trial.attempts = 1
+        trial.job_id = job_id(trial.id, 1)  # as once enqueued
         return trial
 
 
@@ -47,22 +48,29 @@ def epoch_event(trial_id: int, epoch: float, attempt: int = 1) -> TrialEvent:
 
 def test_events_read_twice_are_stored_once(db: Database) -> None:
     trial = first_trial(db)
-    events = [
+    running = [
         TrialEvent(EventKind.STARTED, trial.id, 1, {"worker": "w"}),
         epoch_event(trial.id, 1.0),
         epoch_event(trial.id, 2.0),
-        TrialEvent(EventKind.ENDED, trial.id, 1, {"status": "finished", "epochs_done": 2.0}),
     ]
+    ended = TrialEvent(EventKind.ENDED, trial.id, 1, {"status": "finished", "epochs_done": 2.0})
     with db.writing() as session:
-        assert apply_events(session, events) == {trial.sweep_id}
-    with db.writing() as session:  # as after a master crash before the acknowledgement
-        assert apply_events(session, events + [epoch_event(trial.id, 1.0)]) == set()
+        assert apply_events(session, running) == set()
+    # As after a master crash before the acknowledgement, while the trial still runs (so
+    # only the de-duplication of epochs, not the final status, can keep them single), and
+    # once more within one batch.
+    with db.writing() as session:
+        assert apply_events(session, [*running, epoch_event(trial.id, 1.0), ended]) == {
+            trial.sweep_id
+        }
+    with db.writing() as session:
+        assert apply_events(session, [*running, ended]) == set()
     with db.reading() as session:
-        stored = session.scalar(
-            select(func.count()).select_from(TrialEpoch).where(TrialEpoch.trial_id == trial.id)
-        )
-        assert stored == 2
-        assert session.get(Trial, trial.id).status == "finished"  # type: ignore[union-attr]
+        epochs = session.scalars(
+            select(TrialEpoch.epoch).where(TrialEpoch.trial_id == trial.id)
+        ).all()
+        assert sorted(epochs) == [1.0, 2.0]
+        assert session.get_one(Trial, trial.id).status == "finished"
 
 
 def test_events_of_an_older_attempt_are_ignored(db: Database) -> None:
@@ -87,6 +95,28 @@ def test_an_interrupted_trial_goes_back_to_the_queue(db: Database) -> None:
         back = session.get(Trial, trial.id)
         assert back is not None and back.status == "queued" and back.job_id is None
         assert back.reason == "shut down; re-queued"
+    # The same attempt's late events (a worker cut off, then back) change nothing now.
+    with db.writing() as session:
+        late = TrialEvent(EventKind.STARTED, trial.id, 1, {"worker": "w"})
+        assert apply_events(session, [late, epoch_event(trial.id, 1.0)]) == set()
+    with db.reading() as session:
+        back = session.get_one(Trial, trial.id)
+        assert back.status == "queued" and back.epochs_done == 0 and back.worker is None
+
+
+def test_start_and_end_are_the_workers_times_not_the_masters(db: Database) -> None:
+    trial = first_trial(db)
+    started = TrialEvent(EventKind.STARTED, trial.id, 1, {"worker": "w"}, at=1_700_000_000.0)
+    ended = TrialEvent(
+        EventKind.ENDED, trial.id, 1, {"status": "finished", "epochs_done": 2}, at=1_700_000_042.5
+    )
+    with db.writing() as session:
+        apply_events(session, [started, ended])  # applied together, as batches are
+    with db.reading() as session:
+        done = session.get_one(Trial, trial.id)
+        assert done.started_at is not None and done.finished_at is not None
+        seconds = (done.finished_at - done.started_at).total_seconds()
+        assert seconds == 42.5
 
 
 @pytest.mark.parametrize(

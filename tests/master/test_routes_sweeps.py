@@ -133,6 +133,20 @@ def test_unknown_sweep_is_404_as_json(api: TestClient) -> None:
     assert api.get("/api/sweeps/0").status_code == 422
 
 
+def test_ids_beyond_the_databases_integers_are_422_not_500(api: TestClient) -> None:
+    """An INTEGER id column holds up to 2**31 - 1; PostgreSQL errors on a larger one."""
+    for path in (
+        "/api/sweeps/2147483648",
+        "/api/trials/2147483648",
+        "/api/sweeps/2147483648/trials",
+    ):
+        response = api.get(path)
+        assert response.status_code == 422, (path, response.text)
+        assert "2147483647" in response.text
+    assert api.get("/api/leaderboard", params={"sweep": 2**31}).status_code == 422
+    assert api.get("/api/trials/2147483647").status_code == 404  # the largest is a fine id
+
+
 def test_trials_filter_sort_and_page(api: TestClient) -> None:
     sweep_id = api.post("/api/sweeps", json=small_spec()).json()["id"]
     url = f"/api/sweeps/{sweep_id}/trials"

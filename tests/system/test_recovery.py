@@ -298,3 +298,29 @@ def test_a_sweep_cancelled_right_after_its_worker_died_ends_the_trial(system: Sy
     assert done["status"] == "stopped" and done["attempts"] == 1
     assert done["reason"].startswith("sweep cancelled; worker "), done["reason"]
     assert system.get(f"/api/sweeps/{sweep_id}")["status"] == "cancelled"
+
+
+def test_an_emptied_redis_lists_every_working_worker_again_within_seconds(
+    system: System,
+) -> None:
+    sweep_id = system.submit(short_trials_spec("emptied-redis", 30, epochs=4))
+    wait_for(
+        lambda: sum(t["status"] in FINAL for t in system.trials(sweep_id)) >= 4,
+        60,
+        "four trials to end",
+    )
+    system.redis_server.stop()
+    for path in system.redis_server.directory.rglob("*"):  # no persistence: it comes back empty
+        if path.is_file():
+            path.unlink()
+    system.redis_server.start()
+    restarted = time.monotonic()
+    wait_for(lambda: system.get("/api/workers")["count"] == 2, 20, "both workers listed again")
+    print(f"\nboth workers listed again {time.monotonic() - restarted:.1f} s after Redis restarted")
+
+    assert system.wait_until_done(sweep_id, timeout=180)["status"] == "finished"
+    assert_accounted_for(system, sweep_id, 30)
+    victim = next(iter(system.workers))
+    code, body = system.post(f"/api/workers/{victim}/shutdown")
+    assert code == 202, body
+    system.workers[victim].wait(timeout=30)  # it heard the request and exited

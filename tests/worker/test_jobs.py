@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +262,36 @@ def test_a_trial_whose_every_checkpoint_is_damaged_starts_over(
     assert len(started.data["damaged_checkpoints"]) == 4
     assert second["status"] == "finished" and second["val_acc"] == first["val_acc"]
     assert without_files(epoch_events(redis)) == reference
+
+
+def test_an_attempt_cut_off_from_its_lease_writes_nothing_once_given_up(
+    redis: Redis, worker_env: Path
+) -> None:
+    """As in a network partition longer than the lease: this attempt's lease was last renewed
+    long ago, and when Redis answers again it learns the master gave its job up. It must
+    not write (or prune) the trial's files, which a newer attempt elsewhere now owns."""
+    rq_id = "trials-42-1"
+    lifecycle.LEASE_RENEWED[rq_id] = time.monotonic() - 60
+    later = threading.Timer(0.5, lifecycle.SUPERSEDED.add, args=(rq_id,))
+    later.start()
+    try:
+        trial = TrialJob.from_dict(trial_job())
+        outcome = jobs._run_one(trial, redis, worker_env, rq_id, "w")
+    finally:
+        later.cancel()
+        lifecycle.SUPERSEDED.discard(rq_id)
+        lifecycle.LEASE_RENEWED.pop(rq_id, None)
+    assert outcome == {"status": "superseded"}
+    assert list(worker_env.rglob("*.npz")) == []
+    assert [e.kind for e in events(redis)] == [EventKind.STARTED]  # no epoch claimed
+
+
+def test_an_attempt_with_a_fresh_lease_writes_as_usual(redis: Redis, worker_env: Path) -> None:
+    rq_id = "trials-42-1"
+    lifecycle.LEASE_RENEWED[rq_id] = time.monotonic()
+    try:
+        outcome = jobs._run_one(TrialJob.from_dict(trial_job()), redis, worker_env, rq_id, "w")
+    finally:
+        lifecycle.LEASE_RENEWED.pop(rq_id, None)
+    assert outcome["status"] == "finished"
+    assert len(list(worker_env.rglob("*.npz"))) == 1  # best and latest: epoch 4

@@ -1,0 +1,179 @@
+"""Consuming the workers' event stream: read with a consumer group, apply, acknowledge.
+
+Events are acknowledged (and deleted) only after the transaction that applied them commits;
+after a start, the consumer first re-reads what it had read but not acknowledged, so a
+master crash loses no event. Only the active scheduler consumes (master.leadership), so
+events are applied in the order workers sent them.
+
+`all_applied()` says whether every event appended so far is applied. The liveness rules
+(master.liveness) judge nothing until it holds: a trial whose ENDED or STARTED event still
+waits in the stream looks, in the database, like one whose worker died or whose job Redis
+lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from core.messages import EVENT_STREAM, EndStatus, EventKind, TrialEvent
+from master.db import Database, DatabaseUnavailable
+from master.events import apply_event, apply_events
+
+log = logging.getLogger(__name__)
+GROUP = "hpsearch-master"
+# One name for whichever master is active: a successor re-reads its predecessor's pending
+# events as its own.
+CONSUMER = "master"
+BATCH = 200
+# Events that could not be applied (a bug, or a worker of another version), kept with the
+# error for a look instead of being dropped without a trace once acknowledged.
+UNAPPLIED_STREAM = "hpsearch:events:unapplied"
+UNAPPLIED_KEPT = 10_000
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """What one read applied."""
+
+    read: int = 0
+    ended_sweeps: set[int] = field(default_factory=set)  # sweeps whose trials ended
+    requeued: bool = False  # an interrupted trial went back to the queue
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The events not applied yet (applied ones are deleted from the stream)."""
+
+    length: int
+    oldest_age_seconds: float | None
+    unapplied: int  # kept in UNAPPLIED_STREAM
+
+
+class EventConsumer:
+    def __init__(self, db: Database, redis: Redis) -> None:
+        self.db = db
+        self.redis = redis
+        self._group_ready = False
+        self._pending_done = False
+
+    def reset(self) -> None:
+        """After Redis went away or this master (re)gained the scheduler lease: make sure of
+        the group and re-read this consumer's pending events first."""
+        self._group_ready = False
+
+    def step(self, block_ms: int = 0) -> Consumed:
+        """Read and apply one batch of events."""
+        self._ensure_group()
+        entries: list[tuple[Any, dict[Any, Any]]] = []
+        if not self._pending_done:  # our unacknowledged events first
+            entries = self._read("0", 0)
+            self._pending_done = not entries
+        if self._pending_done:
+            entries = self._read(">", block_ms)
+        if not entries:
+            return Consumed()
+        events = []
+        for entry_id, fields in entries:
+            try:
+                events.append(TrialEvent.from_fields(fields))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("dropping malformed event %s: %s", entry_id, exc)
+        ended_sweeps = self._apply(events)
+        ids = [entry_id for entry_id, _ in entries]
+        with self.redis.pipeline() as pipe:
+            pipe.xack(EVENT_STREAM, GROUP, *ids)
+            pipe.xdel(EVENT_STREAM, *ids)
+            pipe.execute()
+        requeued = any(
+            e.kind is EventKind.ENDED and e.data.get("status") == EndStatus.INTERRUPTED
+            for e in events
+        )
+        return Consumed(len(entries), ended_sweeps, requeued)
+
+    def _read(self, start_id: str, block_ms: int) -> list[tuple[Any, dict[Any, Any]]]:
+        reply: Any = self.redis.xreadgroup(
+            GROUP, CONSUMER, {EVENT_STREAM: start_id}, count=BATCH, block=block_ms or None
+        )
+        return reply[0][1] if reply else []
+
+    def all_applied(self) -> bool:
+        """Whether every event appended to the stream so far has been applied: delivered to
+        this group and acknowledged (which happens after its commit)."""
+        self._ensure_group()
+        with self.redis.pipeline() as pipe:  # MULTI: one snapshot of the stream and group
+            pipe.xinfo_stream(EVENT_STREAM)
+            pipe.xinfo_groups(EVENT_STREAM)
+            stream, groups = pipe.execute()
+        last = _entry_id(stream["last-generated-id"])
+        for group in groups:
+            if _text(group["name"]) == GROUP:
+                delivered = _entry_id(group["last-delivered-id"])
+                return int(group["pending"]) == 0 and delivered >= last
+        return False
+
+    def backlog(self) -> Backlog:
+        """How many events wait, and how old the oldest is (by its id's timestamp)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(EVENT_STREAM)
+            pipe.xrange(EVENT_STREAM, count=1)
+            pipe.xlen(UNAPPLIED_STREAM)
+            length, first, unapplied = pipe.execute()
+        if not first:
+            return Backlog(int(length), None, int(unapplied))
+        sent_ms, _ = _entry_id(first[0][0])
+        return Backlog(int(length), max(0.0, time.time() - sent_ms / 1000), int(unapplied))
+
+    def _apply(self, events: list[TrialEvent]) -> set[int]:
+        try:
+            with self.db.writing() as session:
+                return apply_events(session, events)
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            log.exception("a batch of %d events failed; applying them one by one", len(events))
+        ended: set[int] = set()
+        for event in events:
+            try:
+                with self.db.writing() as session:
+                    sweep_id = apply_event(session, event)
+                if sweep_id is not None:
+                    ended.add(sweep_id)
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:
+                log.exception("an event cannot be applied; kept in %s: %s", UNAPPLIED_STREAM, event)
+                fields = {**event.to_fields(), "error": f"{type(exc).__name__}: {exc}"}
+                self.redis.xadd(
+                    UNAPPLIED_STREAM,
+                    fields,  # type: ignore[arg-type]
+                    maxlen=UNAPPLIED_KEPT,
+                    approximate=True,
+                )
+        return ended
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.redis.xgroup_create(EVENT_STREAM, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+        self._pending_done = False
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entry_id(value: Any) -> tuple[int, int]:
+    """A stream entry id ("1700000000000-3") as a comparable pair."""
+    ms, _, seq = _text(value).partition("-")
+    return int(ms), int(seq or 0)

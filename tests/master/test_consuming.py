@@ -1,0 +1,73 @@
+"""The event consumer on a real Redis and database: what "every event applied" means, and
+what becomes of an event that cannot be applied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from sqlalchemy import select
+
+from core.messages import EVENT_STREAM, EventKind, TrialEvent, job_id
+from master.consuming import UNAPPLIED_STREAM, EventConsumer
+from master.db import Database
+from master.models import Trial
+from master.spec import SweepSpec
+from master.sweeps import create_sweep
+from tests.master.factories import example_spec
+
+
+@pytest.fixture
+def consumer(redis: Redis, tmp_path: Path) -> Iterator[EventConsumer]:
+    db = Database(f"sqlite:///{tmp_path}/db.sqlite")
+    db.create_tables()
+    yield EventConsumer(db, redis)
+    db.dispose()
+
+
+def a_running_trial(consumer: EventConsumer) -> int:
+    spec = SweepSpec.model_validate(example_spec(stages=[{"trials": 1, "epochs": 2}]))
+    with consumer.db.writing() as session:
+        create_sweep(session, spec)
+        trial = session.scalars(select(Trial)).one()
+        trial.attempts, trial.job_id = 1, job_id(trial.id, 1)
+        return trial.id
+
+
+def send(redis: Redis, event: TrialEvent) -> None:
+    redis.xadd(EVENT_STREAM, event.to_fields())  # type: ignore[arg-type]
+
+
+def test_all_applied_only_once_every_appended_event_is_acknowledged(
+    consumer: EventConsumer, redis: Redis
+) -> None:
+    trial_id = a_running_trial(consumer)
+    assert consumer.all_applied()  # an empty stream
+    send(redis, TrialEvent(EventKind.STARTED, trial_id, 1, {"worker": "w"}))
+    assert not consumer.all_applied()
+    assert consumer.backlog().length == 1
+    assert consumer.step().read == 1
+    assert consumer.all_applied()
+    assert consumer.backlog().length == 0 and consumer.backlog().oldest_age_seconds is None
+
+
+def test_an_event_that_cannot_be_applied_is_kept_with_its_error(
+    consumer: EventConsumer, redis: Redis
+) -> None:
+    trial_id = a_running_trial(consumer)
+    good = TrialEvent(EventKind.STARTED, trial_id, 1, {"worker": "w"})
+    broken = TrialEvent(EventKind.EPOCH, trial_id, 1, {"epoch": 1.0})  # no accuracies
+    send(redis, good)
+    send(redis, broken)
+    consumer.step()
+    assert consumer.all_applied()  # acknowledged, so nothing waits on it
+    entries: Any = redis.xrange(UNAPPLIED_STREAM)
+    [(_, fields)] = entries
+    assert TrialEvent.from_fields(fields).data == {"epoch": 1.0}
+    assert fields[b"error"] == b"KeyError: 'train_acc'"
+    assert consumer.backlog().unapplied == 1
+    with consumer.db.reading() as session:  # the good one of the batch is applied
+        assert session.get_one(Trial, trial_id).worker == "w"
