@@ -48,6 +48,12 @@ class CheckpointName:
     epoch: float
 
 
+def best_first(name: CheckpointName) -> tuple[float, float]:
+    """Sort key, highest first, of "the best checkpoint": the highest validation accuracy,
+    the earlier epoch on ties (the epoch the trainer reports as the best)."""
+    return name.val_acc, -name.epoch
+
+
 def checkpoint_name(val_acc: float, trial_id: int, epoch: float) -> str:
     """The file name of a checkpoint: `val{acc:.4f}_trial{id:06d}_ep{epoch}.npz`."""
     if not 0.0 <= val_acc <= 1.0:

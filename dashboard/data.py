@@ -19,7 +19,7 @@ from dashboard.leaderboard import best_checkpoint
 from dashboard.state import DashboardDep, Id
 from dashboard.trial_figures import trial_figures
 from dashboard.weights import NoImage, first_layer_png
-from master.models import SweepStatus, Trial, TrialStatus
+from master.models import SweepStatus, Trial
 from master.sweeps import NotFound, get_sweep, get_trial
 
 router = APIRouter()
@@ -71,7 +71,7 @@ def read_trial_figures(trial_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
     """The trial page's curves, and whether they can still change."""
     with dashboard.db.reading() as session:
         trial = get_trial(session, trial_id, options=[selectinload(Trial.epochs)])
-        live = not TrialStatus(trial.status).is_final
+        live = not trial.status.is_final
         return {"figures": trial_figures(trial.epochs), "live": live}
 
 

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from core.checkpoint import CheckpointError, parse_checkpoint_name
+from core.checkpoint import CheckpointError, best_first, parse_checkpoint_name
 from dashboard.health import Health, health_of
-from master.models import Sweep, Trial, TrialEpoch
+from master.models import Sweep, Trial, TrialEpoch, ranking
 
 PAGE_SIZE = 50
 MAX_SWEEPS_LISTED = 200
@@ -79,9 +79,7 @@ class LeaderboardPage:
 
 
 def ranked(query: Select[Any]) -> Select[Any]:
-    return query.order_by(
-        Trial.best_val_acc.desc().nulls_last(), Trial.epochs_done.desc(), Trial.id.asc()
-    )
+    return query.order_by(*ranking())
 
 
 def load_leaderboard(
@@ -155,14 +153,11 @@ def latest_update_ratios(session: Session, trial_ids: list[int]) -> dict[int, di
 
 
 def best_checkpoint(checkpoints: list[str]) -> str | None:
-    """The checkpoint with the highest validation accuracy (its name says), latest on ties."""
-    best: tuple[float, float, str] | None = None
+    """The best of a trial's checkpoints by their names (core.checkpoint.best_first)."""
+    named = []
     for path in checkpoints:
         try:
-            name = parse_checkpoint_name(path)
+            named.append((best_first(parse_checkpoint_name(path)), path))
         except CheckpointError:
             continue
-        key = (name.val_acc, name.epoch, path)
-        if best is None or key > best:
-            best = key
-    return best[2] if best else None
+    return max(named)[1] if named else None

@@ -137,7 +137,7 @@ def read_trial(
             request,
             "trial",
             part,
-            not TrialStatus(trial.status).is_final,
+            not trial.status.is_final,
             trial=trial,
             sweep_name=sweep.name if sweep else "",
             checkpoints=[PurePosixPath(p).name for p in trial.checkpoints],

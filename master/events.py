@@ -70,7 +70,7 @@ def _apply(
         return None
     if trial.job_id is None:  # given up or re-queued: the attempt that sent it is over
         return None
-    if TrialStatus(trial.status).is_final:
+    if trial.status.is_final:
         return None
     data = event.data
     sent_at = datetime.fromtimestamp(event.at, UTC)

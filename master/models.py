@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -60,6 +61,19 @@ class TrialStatus(StrEnum):
 FINAL_STATUSES = tuple(s for s in TrialStatus if s.is_final)
 
 
+def _status_column(statuses: type[StrEnum]) -> Enum:
+    """A status column: read back as its enum, stored as the value's text in a VARCHAR(16),
+    as it always was (no database type or constraint to migrate)."""
+    return Enum(
+        statuses,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -74,7 +88,9 @@ class Sweep(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]]  # as submitted, after validation
-    status: Mapped[str] = mapped_column(String(16), default=SweepStatus.RUNNING, index=True)
+    status: Mapped[SweepStatus] = mapped_column(
+        _status_column(SweepStatus), default=SweepStatus.RUNNING, index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
@@ -96,7 +112,9 @@ class Stage(Base):
     # The distributions this stage samples from (None until planned), as the spec writes them.
     space: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     warnings: Mapped[list[Any]] = mapped_column(default=list)
-    status: Mapped[str] = mapped_column(String(16), default=StageStatus.PENDING)
+    status: Mapped[StageStatus] = mapped_column(
+        _status_column(StageStatus), default=StageStatus.PENDING
+    )
     planned_at: Mapped[datetime | None]
 
     sweep: Mapped[Sweep] = relationship(back_populates="stages")
@@ -125,7 +143,9 @@ class Trial(Base):
     hyperparameters: Mapped[dict[str, Any]]
     seed: Mapped[int] = mapped_column(BigInteger)  # up to 2**32: beyond a 32-bit INTEGER
     num_epochs: Mapped[float]
-    status: Mapped[str] = mapped_column(String(16), default=TrialStatus.QUEUED)
+    status: Mapped[TrialStatus] = mapped_column(
+        _status_column(TrialStatus), default=TrialStatus.QUEUED
+    )
     reason: Mapped[str | None] = mapped_column(Text)
     epochs_done: Mapped[float] = mapped_column(Float, default=0.0)
     best_val_acc: Mapped[float | None]
@@ -163,3 +183,10 @@ class TrialEpoch(Base):
     learning_rate: Mapped[float | None]
     update_ratio: Mapped[dict[str, Any]] = mapped_column(default=dict)
     loss: Mapped[list[Any]] = mapped_column(default=list)  # the epoch's per-iteration costs
+
+
+def ranking() -> tuple[Any, ...]:
+    """The one order trials are ranked in (leaderboards, "best first"): best validation
+    accuracy, ties to more epochs trained, then to the older trial; unscored ones last.
+    ix_trials_leaderboard is this order, for PostgreSQL."""
+    return (Trial.best_val_acc.desc().nulls_last(), Trial.epochs_done.desc(), Trial.id.asc())

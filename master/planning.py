@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import ConfigError, TrainConfig
+from master.models import TrialStatus
 from master.space import Choice, NumericRange, Space, format_number
 
 MARGIN = 0.25  # padding around the top trials' span, as a share of that span
@@ -33,7 +34,7 @@ VALIDITY_TRIES = 30  # halvings of a widening step before giving up on that side
 @dataclass(frozen=True)
 class TrialResult:
     hyperparameters: dict[str, Any]
-    status: str  # only "finished" trials can be top trials
+    status: TrialStatus  # only finished trials can be top trials
     val_acc: float | None
     epochs: float = 0.0
 
@@ -52,7 +53,7 @@ def default_keep_top(previous_trials: int) -> int:
 
 def top_trials(results: Sequence[TrialResult], keep_top: int) -> list[TrialResult]:
     """The best finished trials: highest validation accuracy, ties to more epochs trained."""
-    finished = [r for r in results if r.status == "finished" and r.val_acc is not None]
+    finished = [r for r in results if r.status == TrialStatus.FINISHED and r.val_acc is not None]
     return sorted(finished, key=lambda r: (-(r.val_acc or 0.0), -r.epochs))[:keep_top]
 
 

@@ -47,6 +47,7 @@ class Scheduler:
         self.reconcile_seconds = reconcile_seconds
         self.clock = clock
         self.active = False
+        self.created = clock()
         self.last_pass: float | None = None  # when the loop last completed a pass (clock)
 
     def run(self, stopping: threading.Event, block_ms: int = 500) -> None:

@@ -10,7 +10,7 @@ from rq.worker import BaseWorker
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from master.models import FINAL_STATUSES, Sweep, Trial, TrialStatus
+from master.models import FINAL_STATUSES, Sweep, SweepStatus, Trial, TrialStatus
 from master.schemas import (
     EpochPublic,
     RankedTrial,
@@ -48,7 +48,7 @@ def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
     planned = sum(stage.trials for stage in sweep.stages)
     done = sum(total[s] for s in FINAL_STATUSES)
     # Trials never sampled because the sweep was cancelled are not "to do" any more.
-    to_do = planned if sweep.status == "running" else max(1, sum(total.values()))
+    to_do = planned if sweep.status == SweepStatus.RUNNING else max(1, sum(total.values()))
     return SweepPublic(
         id=sweep.id,
         name=sweep.name,

@@ -2,14 +2,14 @@
 
 Files live under CHECKPOINT_DIR/<sweep>/<stage>/ with core's names, so `ls | sort -r` in a
 stage directory ranks its trials. A trial keeps its best and its latest checkpoint (or every
-one, if the sweep asks): the best is the highest validation accuracy, ties to the earlier.
+one, if the sweep asks): the best as core.checkpoint.best_first ranks them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from core.checkpoint import CheckpointError, CheckpointName, parse_checkpoint_name
+from core.checkpoint import CheckpointError, CheckpointName, best_first, parse_checkpoint_name
 
 
 def trial_checkpoints(directory: Path, trial_id: int) -> list[tuple[Path, CheckpointName]]:
@@ -24,7 +24,7 @@ def trial_checkpoints(directory: Path, trial_id: int) -> list[tuple[Path, Checkp
 
 
 def best_of(checkpoints: list[tuple[Path, CheckpointName]]) -> tuple[Path, CheckpointName]:
-    return max(checkpoints, key=lambda item: (item[1].val_acc, -item[1].epoch))
+    return max(checkpoints, key=lambda item: best_first(item[1]))
 
 
 def prune(

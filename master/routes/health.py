@@ -48,12 +48,15 @@ def read_health(services: ServicesDep) -> JSONResponse:
 def _scheduler(services: Services) -> SchedulerHealth:
     scheduler = services.scheduler
     holder = scheduler.lease.current_holder()
-    ago = None if scheduler.last_pass is None else scheduler.clock() - scheduler.last_pass
+    now = scheduler.clock()
+    ago = None if scheduler.last_pass is None else now - scheduler.last_pass
     mine = holder == scheduler.lease.holder
-    # A pass renews the lease: one that has not passed for a lease's time is stuck.
-    passing = ago is not None and ago < scheduler.lease.milliseconds / 1000
+    # A pass renews the lease: a loop that has not passed for a lease's time is stuck (or,
+    # never having passed, did not start).
+    lease_seconds = scheduler.lease.milliseconds / 1000
+    passing = (now - scheduler.created if ago is None else ago) < lease_seconds
     return SchedulerHealth(
-        ok=(mine and passing) or (holder is not None and not mine),
+        ok=passing and (mine or holder is not None or ago is None),
         active=mine,
         this_master=scheduler.lease.holder,
         active_master=holder,

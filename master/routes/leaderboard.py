@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
-from master.models import MAX_ID, Trial, TrialStatus
+from master.models import MAX_ID, Trial, TrialStatus, ranking
 from master.schemas import LeaderboardPublic
 from master.services import ServicesDep
 from master.views import ranked_trial
@@ -31,10 +31,6 @@ def read_leaderboard(
         query = query.where(Trial.status == trial_status)
     with services.db.reading() as session:
         count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        trials = session.scalars(
-            query.order_by(Trial.best_val_acc.desc(), Trial.epochs_done.desc(), Trial.id.asc())
-            .limit(limit)
-            .offset(offset)
-        )
+        trials = session.scalars(query.order_by(*ranking()).limit(limit).offset(offset))
         data = [ranked_trial(t, offset + i + 1) for i, t in enumerate(trials)]
     return LeaderboardPublic(data=data, count=count)

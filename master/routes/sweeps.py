@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from core.data import parse_dataset_spec
-from master.models import MAX_ID, Sweep, SweepStatus, Trial, TrialStatus
+from master.models import MAX_ID, Sweep, SweepStatus, Trial, TrialStatus, ranking
 from master.schemas import Message, SweepPublic, SweepsPublic, TrialsPublic
 from master.services import ServicesDep, TokenDep
 from master.spec import SpecError, SweepSpec, check_trial_budget
@@ -27,7 +27,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 TRIAL_SORTS = {
     "val_acc": (Trial.best_val_acc.asc().nulls_last(), Trial.id.asc()),
-    "-val_acc": (Trial.best_val_acc.desc().nulls_last(), Trial.epochs_done.desc(), Trial.id.asc()),
+    "-val_acc": ranking(),
     "epochs": (Trial.epochs_done.asc(), Trial.id.asc()),
     "-epochs": (Trial.epochs_done.desc(), Trial.id.asc()),
     "id": (Trial.id.asc(),),

@@ -36,7 +36,7 @@ def stop_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
     """Stop a trial: a queued one never runs, a running one ends within a second."""
     with services.db.reading() as session:
         trial = get_trial(session, trial_id)
-        if TrialStatus(trial.status).is_final:
+        if trial.status.is_final:
             raise Conflict(f"trial {trial_id}: already {trial.status}")
     services.queue.request_stop([trial_id])
     with services.db.writing() as session:

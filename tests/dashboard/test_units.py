@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.checkpoint import parse_checkpoint_name
 from dashboard.formatting import epochs, number
 from dashboard.health import health_of
 from dashboard.leaderboard import best_checkpoint
@@ -21,6 +22,7 @@ from dashboard.weights import (
     first_layer_png,
     grid,
 )
+from worker.checkpoints import best_of
 
 
 @pytest.mark.parametrize(
@@ -78,14 +80,17 @@ def test_grid_is_near_square_with_gaps() -> None:
     assert (out[4:6, 7:9] == 255).all()  # the empty sixth cell
 
 
-def test_best_checkpoint_is_the_highest_accuracy_then_latest() -> None:
+def test_the_dashboard_and_the_worker_call_the_same_checkpoint_best() -> None:
     paths = [
         "s/stage0/val0.5000_trial000001_ep001.npz",
         "s/stage0/val0.9000_trial000001_ep002.npz",
         "s/stage0/val0.9000_trial000001_ep004.npz",
         "s/stage0/not-a-checkpoint.npz",
     ]
-    assert best_checkpoint(paths) == paths[2]
+    # Ties go to the earlier epoch: the one the trainer reports as the best epoch.
+    assert best_checkpoint(paths) == paths[1]
+    named = [(Path(p), parse_checkpoint_name(p)) for p in paths[:3]]
+    assert str(best_of(named)[0]) == paths[1]
     assert best_checkpoint([]) is None
 
 

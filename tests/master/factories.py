@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from master.models import TrialStatus
 from master.planning import TrialResult
 
 EXAMPLE_SPEC: dict[str, Any] = {
@@ -38,4 +39,4 @@ def example_spec(**changes: Any) -> dict[str, Any]:
 def result(
     val_acc: float | None, status: str = "finished", epochs: float = 1.0, **hyperparameters: Any
 ) -> TrialResult:
-    return TrialResult(hyperparameters, status, val_acc, epochs)
+    return TrialResult(hyperparameters, TrialStatus(status), val_acc, epochs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from master.db import Database
-from master.models import Trial
+from master.models import Trial, TrialStatus
 from master.settings import Settings
 from tests.master.factories import example_spec
 
@@ -18,7 +18,8 @@ def test_leaderboard_ranks_by_accuracy_then_epochs(api: TestClient, database_url
     with Database(Settings(database_url=database_url).database).writing() as session:
         trials = session.query(Trial).filter_by(sweep_id=sweep_id).order_by(Trial.id).all()
         for trial, (acc, epochs) in zip(trials, results, strict=True):
-            trial.best_val_acc, trial.epochs_done, trial.status = acc, epochs, "finished"
+            trial.best_val_acc, trial.epochs_done = acc, epochs
+            trial.status = TrialStatus.FINISHED
         session.query(Trial).filter_by(sweep_id=other_id).first().best_val_acc = 0.99  # type: ignore[union-attr]
 
     board = api.get("/api/leaderboard", params={"sweep": sweep_id}).json()
