@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -180,11 +179,6 @@ def run_train(args: argparse.Namespace) -> int:
     return EXIT_EXPLODED if state.status is TrainStatus.EXPLODED else 0
 
 
-def _finite(value: float | None) -> float | None:
-    """JSON has no NaN or infinity: an exploded cost of inf is reported as null."""
-    return value if value is not None and math.isfinite(value) else None
-
-
 def _result(
     state: TrainState, seconds: float, checkpoints: list[str], dataset: str
 ) -> dict[str, Any]:
@@ -200,14 +194,7 @@ def _result(
         "final_val_acc": history.val_acc[-1] if history.val_acc else None,
         "final_train_acc": history.train_acc[-1] if history.train_acc else None,
         "average_val_acc": history.average_val_acc[-1] if history.average_val_acc else None,
-        "explosion": None
-        if explosion is None
-        else {
-            "iteration": explosion.iteration,
-            "cost": _finite(explosion.cost),
-            "initial_cost": _finite(explosion.initial_cost),
-            "ratio": _finite(explosion.ratio),
-        },
+        "explosion": None if explosion is None else explosion.to_json(),
         "seconds": round(seconds, 3),
         "checkpoints": checkpoints,
         "config": state.config.to_dict(),

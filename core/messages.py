@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -96,7 +96,95 @@ class EndStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class CheckpointFiles:
+    """A trial's checkpoint files as the event leaves them (paths under CHECKPOINT_DIR,
+    oldest epoch first) and the best of them (core.checkpoint.best_first)."""
+
+    checkpoints: list[str]
+    best_val_acc: float | None = None
+    best_epoch: float | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """An attempt began: from scratch, or resumed from a checkpoint."""
+
+    worker: str
+    host: str | None = None
+    resumed_from_epoch: float = 0.0
+    damaged_checkpoints: list[str] = field(default_factory=list)  # "NAME: why", set aside
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    """An epoch ended and its checkpoint is written; a resumed attempt re-sends the epochs
+    its checkpoint holds (the master stores each once)."""
+
+    epoch: float
+    train_acc: float
+    val_acc: float
+    cost: float | None = None  # None: not finite
+    average_val_acc: float | None = None  # of the running average of the parameters
+    learning_rate: float | None = None
+    update_ratio: dict[str, float | None] = field(default_factory=dict)
+    loss: list[float | None] = field(default_factory=list)  # the epoch's iterations
+    files: CheckpointFiles | None = None
+
+
+@dataclass(frozen=True)
+class Ended:
+    """An attempt ended: the trial's outcome, or INTERRUPTED (the master re-queues it)."""
+
+    status: EndStatus
+    reason: str | None = None
+    epochs_done: float | None = None
+    val_acc: float | None = None
+    train_seconds: float | None = None  # in the trainer, this attempt
+    explosion: dict[str, float | None] | None = None  # iteration, cost, initial_cost, ratio
+    files: CheckpointFiles | None = None
+
+
+Message = Started | EpochEnded | Ended
+_MESSAGES: dict[EventKind, type[Started] | type[EpochEnded] | type[Ended]] = {
+    EventKind.STARTED: Started,
+    EventKind.EPOCH: EpochEnded,
+    EventKind.ENDED: Ended,
+}
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    """A message as the flat JSON object events carry (files beside the other fields;
+    fields that are None left out)."""
+    data = {k: v for k, v in asdict(message).items() if k != "files" and v is not None}
+    files = getattr(message, "files", None)
+    if files is not None:
+        data.update(asdict(files))
+    return data
+
+
+def parse_message(kind: EventKind, data: dict[str, Any]) -> Message:
+    """The message an event's data holds; ValueError naming what is missing or wrong.
+    Fields it does not know (a newer worker's) are ignored."""
+    cls = _MESSAGES[kind]
+    known = {f.name for f in fields(cls)} - {"files"}
+    values = {k: v for k, v in data.items() if k in known}
+    if "status" in values:
+        values["status"] = EndStatus(values["status"])
+    if "files" in {f.name for f in fields(cls)} and "checkpoints" in data:
+        values["files"] = CheckpointFiles(
+            list(data["checkpoints"]), data.get("best_val_acc"), data.get("best_epoch")
+        )
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ValueError(f"{kind.value} event: {exc}") from None
+
+
+@dataclass(frozen=True)
 class TrialEvent:
+    """What travels on the stream: a message about one attempt at a trial. `data` is the
+    message's JSON (message_data); `message` reads it back typed."""
+
     kind: EventKind
     trial_id: int
     attempt: int
@@ -114,6 +202,15 @@ class TrialEvent:
             "data": finite_or_none(self.data),
         }
         return {EVENT_FIELD: json.dumps(payload, allow_nan=False)}
+
+    @classmethod
+    def of(cls, trial_id: int, attempt: int, message: Message) -> TrialEvent:
+        kind = next(k for k, c in _MESSAGES.items() if isinstance(message, c))
+        return cls(kind, trial_id, attempt, message_data(message))
+
+    @property
+    def message(self) -> Message:
+        return parse_message(self.kind, self.data)
 
     @classmethod
     def from_fields(cls, fields: dict[Any, Any]) -> TrialEvent:

@@ -8,6 +8,7 @@ parameters) lives here. Parameter-shaped arrays are flat, laid out like `model.f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -35,6 +36,13 @@ class Explosion:
     @property
     def ratio(self) -> float:
         return self.cost / self.initial_cost if self.initial_cost else float("inf")
+
+    def to_json(self) -> dict[str, float | None]:
+        """As JSON holds it, which has no NaN or infinity: a cost of inf (the usual
+        explosion) is None."""
+        values = {"cost": self.cost, "initial_cost": self.initial_cost, "ratio": self.ratio}
+        finite = {k: float(v) if math.isfinite(v) else None for k, v in values.items()}
+        return {"iteration": self.iteration, **finite}
 
 
 @dataclass

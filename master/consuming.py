@@ -81,9 +81,12 @@ class EventConsumer:
         events = []
         for entry_id, fields in entries:
             try:
-                events.append(TrialEvent.from_fields(fields))
+                event = TrialEvent.from_fields(fields)
+                event.message  # noqa: B018 - parsed here so that a malformed one is set aside
+                events.append(event)
             except (ValueError, KeyError, TypeError) as exc:
-                log.error("dropping malformed event %s: %s", entry_id, exc)
+                log.error("a malformed event %s; kept in %s: %s", entry_id, UNAPPLIED_STREAM, exc)
+                self._keep_unapplied(fields, exc)
         ended_sweeps = self._apply(events)
         ids = [entry_id for entry_id, _ in entries]
         with self.redis.pipeline() as pipe:
@@ -148,14 +151,12 @@ class EventConsumer:
                 raise
             except Exception as exc:
                 log.exception("an event cannot be applied; kept in %s: %s", UNAPPLIED_STREAM, event)
-                fields = {**event.to_fields(), "error": f"{type(exc).__name__}: {exc}"}
-                self.redis.xadd(
-                    UNAPPLIED_STREAM,
-                    fields,  # type: ignore[arg-type]
-                    maxlen=UNAPPLIED_KEPT,
-                    approximate=True,
-                )
+                self._keep_unapplied(event.to_fields(), exc)
         return ended
+
+    def _keep_unapplied(self, fields: dict[Any, Any], error: Exception) -> None:
+        kept = {**fields, "error": f"{type(error).__name__}: {error}"}
+        self.redis.xadd(UNAPPLIED_STREAM, kept, maxlen=UNAPPLIED_KEPT, approximate=True)
 
     def _ensure_group(self) -> None:
         if self._group_ready:

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.messages import EndStatus, EventKind, TrialEvent
+from core.messages import (
+    CheckpointFiles,
+    Ended,
+    EndStatus,
+    EpochEnded,
+    EventKind,
+    Started,
+    TrialEvent,
+)
 from master.models import Sweep, SweepStatus, Trial, TrialEpoch, TrialStatus, utcnow
 
 # The trial's status once an attempt ended so (an interrupted one is re-queued instead).
-_FINAL_STATUSES = {
+_FINAL_STATUSES: dict[EndStatus, TrialStatus] = {
     EndStatus.FINISHED: TrialStatus.FINISHED,
     EndStatus.EXPLODED: TrialStatus.EXPLODED,
     EndStatus.STOPPED: TrialStatus.STOPPED,
@@ -72,62 +79,60 @@ def _apply(
         return None
     if trial.status.is_final:
         return None
-    data = event.data
     sent_at = datetime.fromtimestamp(event.at, UTC)
-    if event.kind is EventKind.STARTED:
-        trial.status = TrialStatus.RUNNING
-        trial.worker = data.get("worker")
-        trial.started_at = trial.started_at or sent_at
-        if damaged := data.get("damaged_checkpoints"):
-            _set_aside(trial, damaged)
-    elif event.kind is EventKind.EPOCH:
-        trial.status = TrialStatus.RUNNING
-        _add_epoch(session, trial, data, stored)
-        _update_files(trial, data)
-        if trial.best_epoch == float(data["epoch"]):
-            trial.train_acc = data["train_acc"]  # beside best_val_acc: the overfitting gap
-    elif event.kind is EventKind.ENDED and data.get("status") == EndStatus.INTERRUPTED:
-        _update_files(trial, data)
-        why = data.get("reason") or "the worker shut down"
-        if sweep_runs(session, trial):
-            requeue(trial, why)
-            return None
-        end_cancelled(trial, why)
-        return trial.sweep_id
-    elif event.kind is EventKind.ENDED:
-        # A StrEnum key matches the plain string the event carries.
-        trial.status = _FINAL_STATUSES.get(data.get("status", ""), TrialStatus.FAILED)
-        trial.reason = data.get("reason")
-        trial.explosion = data.get("explosion")
-        trial.epochs_done = max(trial.epochs_done, data.get("epochs_done") or 0.0)
-        trial.finished_at = sent_at
-        _update_files(trial, data)
-        return trial.sweep_id
+    match event.message:
+        case Started() as started:
+            trial.status = TrialStatus.RUNNING
+            trial.worker = started.worker
+            trial.started_at = trial.started_at or sent_at
+            if started.damaged_checkpoints:
+                _set_aside(trial, started.damaged_checkpoints)
+        case EpochEnded() as epoch:
+            trial.status = TrialStatus.RUNNING
+            _add_epoch(session, trial, epoch, stored)
+            _update_files(trial, epoch.files)
+            if trial.best_epoch == epoch.epoch:
+                trial.train_acc = epoch.train_acc  # beside best_val_acc: the overfitting gap
+        case Ended(status=EndStatus.INTERRUPTED) as ended:
+            _update_files(trial, ended.files)
+            why = ended.reason or "the worker shut down"
+            if sweep_runs(session, trial):
+                requeue(trial, why)
+                return None
+            end_cancelled(trial, why)
+            return trial.sweep_id
+        case Ended() as ended:
+            trial.status = _FINAL_STATUSES[ended.status]
+            trial.reason = ended.reason
+            trial.explosion = ended.explosion
+            trial.epochs_done = max(trial.epochs_done, ended.epochs_done or 0.0)
+            trial.finished_at = sent_at
+            _update_files(trial, ended.files)
+            return trial.sweep_id
     return None
 
 
 def _add_epoch(
-    session: Session, trial: Trial, data: dict[str, Any], stored: set[tuple[int, float]]
+    session: Session, trial: Trial, epoch: EpochEnded, stored: set[tuple[int, float]]
 ) -> None:
-    epoch = float(data["epoch"])
-    if (trial.id, epoch) in stored:  # a re-read or re-sent event
+    if (trial.id, epoch.epoch) in stored:  # a re-read or re-sent event
         return
-    stored.add((trial.id, epoch))
+    stored.add((trial.id, epoch.epoch))
     session.add(
         TrialEpoch(
             trial_id=trial.id,
-            epoch=epoch,
-            cost=data.get("cost"),
-            train_acc=data["train_acc"],
-            val_acc=data["val_acc"],
-            average_val_acc=data.get("average_val_acc"),
-            learning_rate=data.get("learning_rate"),
-            update_ratio=data.get("update_ratio") or {},
-            loss=data.get("loss") or [],
+            epoch=epoch.epoch,
+            cost=epoch.cost,
+            train_acc=epoch.train_acc,
+            val_acc=epoch.val_acc,
+            average_val_acc=epoch.average_val_acc,
+            learning_rate=epoch.learning_rate,
+            update_ratio=epoch.update_ratio,
+            loss=epoch.loss,
         )
     )
-    trial.epochs_done = max(trial.epochs_done, epoch)
-    trial.val_acc = data["val_acc"]
+    trial.epochs_done = max(trial.epochs_done, epoch.epoch)
+    trial.val_acc = epoch.val_acc
 
 
 def _set_aside(trial: Trial, damaged: list[str]) -> None:
@@ -138,11 +143,11 @@ def _set_aside(trial: Trial, damaged: list[str]) -> None:
     trial.reason = "set aside damaged checkpoints: " + "; ".join(damaged)
 
 
-def _update_files(trial: Trial, data: dict[str, Any]) -> None:
-    if "checkpoints" in data:
-        trial.checkpoints = data["checkpoints"]
-        trial.best_val_acc = data.get("best_val_acc")
-        trial.best_epoch = data.get("best_epoch")
+def _update_files(trial: Trial, files: CheckpointFiles | None) -> None:
+    if files is not None:
+        trial.checkpoints = files.checkpoints
+        trial.best_val_acc = files.best_val_acc
+        trial.best_epoch = files.best_epoch
 
 
 def sweep_runs(session: Session, trial: Trial) -> bool:

@@ -26,6 +26,7 @@ from master.queueing import TrialQueue
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 5.0
+STANDBY_POLL_SECONDS = 1.0  # a standby takes over within this of the active lease lapsing
 
 
 class Scheduler:
@@ -58,7 +59,7 @@ class Scheduler:
             try:
                 if not self._hold_lease():
                     self.last_pass = self.clock()
-                    stopping.wait(self.lease.milliseconds / 3000)
+                    stopping.wait(STANDBY_POLL_SECONDS)
                     continue
                 self.step(block_ms)
                 if self.clock() >= next_reconcile:

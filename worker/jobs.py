@@ -8,12 +8,7 @@ checkpoint, so a trial re-queued after its worker died continues where it was; a
 latest checkpoint is final is reported again, not trained again. A resumed trial re-sends
 the EPOCH events of the epochs its checkpoint holds (the master stores each epoch once), so
 its history has no gap even when the worker died between writing a checkpoint and reporting
-its epoch.
-
-Events are buffered and sent in one round trip with the next stop poll (at most every
-STOP_POLL_SECONDS) or at the trial's end, so a short trial costs two round trips to Redis.
-Redis going away does not fail a trial: the ENDED event is re-sent with back-off until Redis
-is back, and a stop poll that cannot reach Redis is skipped.
+its epoch. What an attempt sends, and when it must stop, is worker.attempt's.
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from redis import Redis
-from redis.exceptions import RedisError
 from rq import get_current_job
 
 from core.checkpoint import (
@@ -40,31 +34,23 @@ from core.checkpoint import (
 from core.config import TrainConfig
 from core.data import Dataset
 from core.messages import (
-    EVENT_STREAM,
-    LEASE_RENEW_SECONDS,
-    LEASE_SECONDS,
+    CheckpointFiles,
+    Ended,
     EndStatus,
-    EventKind,
-    TrialEvent,
+    EpochEnded,
+    Started,
     TrialJob,
-    stop_key,
-    sweep_stop_key,
 )
 from core.model import FullyConnectedNet
 from core.state import TrainState, TrainStatus
 from core.trainer import build_model, new_state, train
+from worker.attempt import Reporter, StopFlag
 from worker.checkpoints import best_of, prune, trial_checkpoints
 from worker.datasets import DATASETS
-from worker.lifecycle import LEASE_RENEWED, SHUTTING_DOWN, SUPERSEDED
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
-STOP_POLL_SECONDS = 0.2  # a stop request ends the trial within this, plus one iteration
-MAX_SEND_BACKOFF_SECONDS = 5.0
 DAMAGED_SUFFIX = ".damaged"  # added to a checkpoint's name that cannot be loaded
-# A lease renewed this recently is surely still held: it lapses LEASE_SECONDS after its
-# renewal, and the master judges it one pass later.
-LEASE_SURELY_HELD_SECONDS = LEASE_SECONDS - 1.0
 
 
 def run_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -88,21 +74,21 @@ def run_trial(job: dict[str, Any]) -> dict[str, Any]:
 def _run_one(
     trial: TrialJob, redis: Redis, checkpoint_dir: Path, rq_id: str | None, worker: str
 ) -> dict[str, Any]:
-    reporter = _Reporter(redis, trial.trial_id, trial.attempt)
-    stop = _StopFlag(trial, rq_id, reporter)
+    reporter = Reporter(redis, trial.trial_id, trial.attempt)
+    stop = StopFlag(trial, rq_id, reporter)
     if stop():
         return stop.outcome("before it started")
     try:
         return _train_trial(trial, checkpoint_dir, reporter, stop, worker)
     except SystemExit:  # RQ's cold stop: the trial was not at fault, let the master re-queue it
-        return reporter.ended(EndStatus.INTERRUPTED, reason="the worker was stopped")
+        return reporter.end(Ended(EndStatus.INTERRUPTED, reason="the worker was stopped"))
     except Exception as exc:  # a trial's failure is an outcome to record, not a worker crash
         log.exception("trial %s failed", trial.trial_id)
-        return reporter.ended(EndStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
+        return reporter.end(Ended(EndStatus.FAILED, reason=f"{type(exc).__name__}: {exc}"))
 
 
 def _train_trial(
-    trial: TrialJob, checkpoint_dir: Path, reporter: _Reporter, stop: _StopFlag, worker: str
+    trial: TrialJob, checkpoint_dir: Path, reporter: Reporter, stop: StopFlag, worker: str
 ) -> dict[str, Any]:
     config = TrainConfig.from_dict(
         {
@@ -120,15 +106,7 @@ def _train_trial(
     writer = _CheckpointWriter(
         trial, checkpoint_dir, directory, reporter, stop, existing, data.image_shape
     )
-    reporter.send(
-        EventKind.STARTED,
-        {
-            "worker": worker,
-            "host": socket.gethostname(),
-            "resumed_from_epoch": state.epoch,
-            "damaged_checkpoints": damaged,
-        },
-    )
+    reporter.send(Started(worker, socket.gethostname(), state.epoch, damaged))
     for k in range(len(state.history.epoch)):  # what the checkpoint holds, in case it was lost
         writer.report_epoch(state, k)
     if state.status is not TrainStatus.RUNNING:
@@ -180,110 +158,6 @@ def _accuracy(model: FullyConnectedNet, data: Dataset) -> float:
         return model.accuracy(data.X_val, data.y_val)
 
 
-class _Reporter:
-    """Collects this trial's events and appends them to the stream in one round trip: with
-    the next stop poll, or, waiting out a Redis outage, at the trial's end."""
-
-    def __init__(self, redis: Redis, trial_id: int, attempt: int) -> None:
-        self.redis = redis
-        self.trial_id = trial_id
-        self.attempt = attempt
-        self.pending: list[dict[str, str]] = []
-
-    def send(self, kind: EventKind, data: dict[str, Any]) -> None:
-        self.pending.append(TrialEvent(kind, self.trial_id, self.attempt, data).to_fields())
-
-    def flush(self, *also: tuple[str, tuple[Any, ...]]) -> list[Any]:
-        """Send what is pending, plus the commands `also` (name, args) in the same round
-        trip; returns the replies to `also`. Raises RedisError, keeping what is pending."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for fields in self.pending:
-                pipe.xadd(EVENT_STREAM, fields)  # type: ignore[arg-type]
-            for name, args in also:
-                getattr(pipe, name)(*args)
-            replies = pipe.execute()
-        sent = len(self.pending)
-        self.pending = []
-        return replies[sent:]
-
-    def ended(self, status: EndStatus, **data: Any) -> dict[str, Any]:
-        outcome = {"status": status, **data}
-        self.send(EventKind.ENDED, outcome)
-        backoff = 0.1
-        while True:
-            try:
-                self.flush()
-                return outcome
-            except RedisError as exc:
-                # An event is never dropped: the master needs every one to account for
-                # the trial. A worker that cannot reach Redis has nothing better to do.
-                log.warning("trial %s: cannot send its end (%s); retrying", self.trial_id, exc)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_SEND_BACKOFF_SECONDS)
-
-
-class _StopFlag:
-    """should_stop() for the trainer. True once the user stopped the trial or its sweep (keys
-    polled at most every STOP_POLL_SECONDS, with the pending events, so a stop costs
-    microseconds per iteration), the worker is shutting down, or the master gave this job up
-    for dead."""
-
-    def __init__(self, trial: TrialJob, rq_id: str | None, reporter: _Reporter) -> None:
-        self.keys = (stop_key(trial.trial_id), sweep_stop_key(trial.sweep_id))
-        self.rq_id = rq_id
-        self.reporter = reporter
-        self.next_poll = 0.0
-        self.requested = False
-
-    @property
-    def interrupted(self) -> bool:
-        return SHUTTING_DOWN.is_set()
-
-    @property
-    def superseded(self) -> bool:
-        return self.rq_id in SUPERSEDED
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if not self.requested and now >= self.next_poll:
-            self.next_poll = now + STOP_POLL_SECONDS
-            try:
-                [found] = self.reporter.flush(("exists", self.keys))
-                self.requested = bool(found)
-            except RedisError as exc:  # Redis restarting: train on, poll again later
-                log.warning("cannot poll the stop flags: %s", exc)
-        return self.requested or self.interrupted or self.superseded
-
-    def may_write(self) -> bool:
-        """Whether this attempt may write (and prune) the trial's files: only while its
-        lease is surely held. Cut off from Redis for longer (a partition), it may have been
-        given up for dead and the trial given to another worker, whose files it must not
-        touch: it waits until Redis answers and says which. Outside a worker there is no
-        lease."""
-        if self.rq_id is None:
-            return True
-        while not (self.superseded or self.interrupted):
-            renewed = LEASE_RENEWED.get(self.rq_id)
-            if renewed is not None and time.monotonic() - renewed < LEASE_SURELY_HELD_SECONDS:
-                return True
-            time.sleep(LEASE_RENEW_SECONDS / 4)
-        return False
-
-    def ending(self, when: str) -> tuple[EndStatus, str]:
-        """The status and reason of a trial this flag ended `when` ("at epoch 2.50"): a
-        user's stop wins over a worker shutdown, which re-queues the trial."""
-        if self.requested:
-            return EndStatus.STOPPED, f"stopped {when}"
-        return EndStatus.INTERRUPTED, f"the worker shut down {when}"
-
-    def outcome(self, when: str) -> dict[str, Any]:
-        """The ENDED event of a trial this flag ended before it trained."""
-        if self.superseded:
-            return {"status": "superseded"}
-        status, reason = self.ending(when)
-        return self.reporter.ended(status, reason=reason)
-
-
 class _CheckpointWriter:
     """Writes a checkpoint at every epoch end (and at an early end), prunes, and reports."""
 
@@ -292,8 +166,8 @@ class _CheckpointWriter:
         trial: TrialJob,
         root: Path,
         directory: Path,
-        reporter: _Reporter,
-        stop: _StopFlag,
+        reporter: Reporter,
+        stop: StopFlag,
         existing: list[tuple[Path, CheckpointName]],
         image_shape: tuple[int, ...] | None,
     ) -> None:
@@ -321,18 +195,17 @@ class _CheckpointWriter:
         start = round(history.epoch[k - 1] * per_epoch) if k else 0
         end = round(history.epoch[k] * per_epoch)
         self.reporter.send(
-            EventKind.EPOCH,
-            {
-                "epoch": history.epoch[k],
-                "cost": float(history.cost[k]),
-                "train_acc": float(history.train_acc[k]),
-                "val_acc": float(history.val_acc[k]),
-                "average_val_acc": float(history.average_val_acc[k]),
-                "learning_rate": float(history.lr[k]),
-                "update_ratio": {n: float(v[k]) for n, v in history.update_ratio.items()},
-                "loss": [float(c) for c in history.loss[start:end]],
-                **self._files(),
-            },
+            EpochEnded(
+                epoch=history.epoch[k],
+                train_acc=float(history.train_acc[k]),
+                val_acc=float(history.val_acc[k]),
+                cost=float(history.cost[k]),
+                average_val_acc=float(history.average_val_acc[k]),
+                learning_rate=float(history.lr[k]),
+                update_ratio={n: float(v[k]) for n, v in history.update_ratio.items()},
+                loss=[float(c) for c in history.loss[start:end]],
+                files=self._files(),
+            )
         )
 
     def write(self, model: FullyConnectedNet, state: TrainState, val_acc: float) -> bool:
@@ -356,38 +229,33 @@ class _CheckpointWriter:
         self.last_iteration = state.iteration
         return True
 
-    def _files(self) -> dict[str, Any]:
+    def _files(self) -> CheckpointFiles:
         checkpoints = self.checkpoints
         if not checkpoints:
-            return {"checkpoints": [], "best_val_acc": None, "best_epoch": None}
+            return CheckpointFiles([])
         _, best = best_of(checkpoints)
-        return {
-            "checkpoints": [str(p.relative_to(self.root)) for p, _ in checkpoints],
-            "best_val_acc": best.val_acc,
-            "best_epoch": best.epoch,
-        }
+        paths = [str(p.relative_to(self.root)) for p, _ in checkpoints]
+        return CheckpointFiles(paths, best.val_acc, best.epoch)
 
-    def report_end(self, state: TrainState, stop: _StopFlag) -> dict[str, Any]:
+    def report_end(self, state: TrainState, stop: StopFlag) -> dict[str, Any]:
         history = state.history
         explosion = state.explosion
-        outcome: dict[str, Any] = {
-            "epochs_done": state.epoch,
-            "val_acc": history.val_acc[-1] if history.val_acc else None,
-            "train_seconds": self.train_seconds,
-            **self._files(),
-        }
+        status, reason = EndStatus(state.status.value), None
         if explosion is not None:
-            outcome["explosion"] = {
-                "iteration": explosion.iteration,
-                "cost": float(explosion.cost),
-                "initial_cost": float(explosion.initial_cost),
-                "ratio": float(explosion.ratio),
-            }
-            outcome["reason"] = (
+            reason = (
                 f"cost {explosion.cost:.4g} at iteration {explosion.iteration} is "
                 f"{explosion.ratio:.3g}x the first cost {explosion.initial_cost:.4g}"
             )
         elif state.status is TrainStatus.STOPPED:
-            status, outcome["reason"] = stop.ending(f"at epoch {state.epoch:.2f}")
-            return self.reporter.ended(status, **outcome)
-        return self.reporter.ended(EndStatus(state.status.value), **outcome)
+            status, reason = stop.ending(f"at epoch {state.epoch:.2f}")
+        return self.reporter.end(
+            Ended(
+                status,
+                reason=reason,
+                epochs_done=state.epoch,
+                val_acc=history.val_acc[-1] if history.val_acc else None,
+                train_seconds=self.train_seconds,
+                explosion=None if explosion is None else explosion.to_json(),
+                files=self._files(),
+            )
+        )

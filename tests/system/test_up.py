@@ -35,7 +35,7 @@ def processes_with_marker(marker: str) -> list[int]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_up_runs_a_sweep_and_stops_everything(tmp_path: Path, signum: int) -> None:
+def test_up_runs_trials_of_a_sweep_and_stops_everything(tmp_path: Path, signum: int) -> None:
     marker = uuid.uuid4().hex
     port, dashboard_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"

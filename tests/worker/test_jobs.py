@@ -13,6 +13,7 @@ from redis import Redis
 from core.checkpoint import load_checkpoint, parse_checkpoint_name
 from core.messages import EVENT_STREAM, EventKind, TrialEvent, TrialJob, stop_key
 from worker import jobs, lifecycle
+from worker.attempt import Reporter, StopFlag
 from worker.jobs import run_trial
 
 
@@ -177,10 +178,10 @@ def test_a_job_given_up_for_dead_ends_its_trials_without_a_word(
     redis: Redis, worker_env: Path
 ) -> None:
     trial = TrialJob.from_dict(trial_job())
-    reporter = jobs._Reporter(redis, trial.trial_id, trial.attempt)
+    reporter = Reporter(redis, trial.trial_id, trial.attempt)
     lifecycle.SUPERSEDED.add("trials-42-1")
     try:
-        stop = jobs._StopFlag(trial, "trials-42-1", reporter)
+        stop = StopFlag(trial, "trials-42-1", reporter)
         assert stop() is True
         assert stop.outcome("before it started") == {"status": "superseded"}
     finally:
