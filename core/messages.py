@@ -22,6 +22,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 EVENT_STREAM = "hpsearch:events"
@@ -208,8 +209,9 @@ class TrialEvent:
         kind = next(k for k, c in _MESSAGES.items() if isinstance(message, c))
         return cls(kind, trial_id, attempt, message_data(message))
 
-    @property
+    @cached_property
     def message(self) -> Message:
+        """Read once: the consumer checks it on arrival, the master then applies it."""
         return parse_message(self.kind, self.data)
 
     @classmethod
