@@ -31,6 +31,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.blas import describe_blas  # noqa: E402
 from core import trainer  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.data import load_dataset  # noqa: E402
@@ -229,6 +230,7 @@ def main() -> None:
     parser.add_argument("--threads", default=THREADS, help="BLAS and torch threads (default 1)")
     parser.add_argument("--part", choices=("all", "steps", "overhead"), default="all")
     args = parser.parse_args()
+    print(describe_blas())
     torch_note = f"torch {torch.__version__}" if torch is not None else "torch not installed"
     print(f"numpy {np.__version__}, {torch_note}, {THREADS} thread(s), {args.rounds} rounds")
     if args.part != "overhead":

@@ -36,6 +36,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.blas import describe_blas  # noqa: E402
 from core.checkpoint import save_checkpoint  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.data import load_dataset  # noqa: E402
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--database-url", help="default: SQLite in the temporary directory")
     args = parser.parse_args(argv)
+    print(describe_blas())
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="hpsearch-dispatch-") as tmp:

@@ -28,6 +28,7 @@ from sqlalchemy import insert
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fastapi.testclient import TestClient  # noqa: E402
 
+from benchmarks.blas import describe_blas  # noqa: E402
 from core.checkpoint import checkpoint_name  # noqa: E402
 from dashboard.app import create_app  # noqa: E402
 from master.db import Database  # noqa: E402
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--database-url", default=None, help="default: a new SQLite file")
     args = parser.parse_args(argv)
+    print(describe_blas())
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'hpsearch.db'}"
         db = Database(url)

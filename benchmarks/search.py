@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sqlalchemy import select  # noqa: E402
 
+from benchmarks.blas import describe_blas  # noqa: E402
 from benchmarks.dispatch import System  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.data import load_dataset  # noqa: E402
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    print(describe_blas())
     seeds = range(args.seeds)
     methods = {
         "(a) coarse-to-fine, 3 stages": lambda s: spec("c2f", s, COARSE_TO_FINE, EXPLODE_FACTOR),
