@@ -354,3 +354,52 @@ def test_a_master_down_longer_than_rq_keeps_finished_jobs_reruns_nothing(
     assert system.wait_until_done(sweep_id, timeout=120)["status"] == "finished"
     trials = assert_accounted_for(system, sweep_id, 60)
     assert [t["attempts"] for t in trials] == [1] * 60  # none was run again
+
+
+def test_a_worker_cut_off_past_its_lease_hands_its_trial_over_cleanly(tmp_path: Path) -> None:
+    """A partition: the worker running a trial loses Redis (through a proxy that resets and
+    refuses its connections) for longer than its lease, while the master and another worker
+    keep it. The trial resumes on the other worker, the cut-off attempt learns it was given
+    up once the link is back, and the trial ends exact, its files all recorded. (With its
+    connections reset the cut-off attempt runs ahead of its successor, whose pruning then
+    removes what it wrote: the write fence for an attempt that is behind is tested in
+    tests/worker/test_jobs.py.)"""
+    with running_system(tmp_path, "sqlite", workers=0) as system:
+        proxy = TcpProxy(("127.0.0.1", system.redis_server.port))
+        proxy.start()
+        system.start_worker("cut-off", env={"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"})
+        sweep_id = system.submit(
+            example_spec(
+                name="partition",
+                model={"hidden_sizes": [300, 300]},
+                fixed={"update": "momentum", "batch_size": 10, "learning_rate": 0.01},
+                space={"reg": {"dist": "loguniform", "low": 1e-5, "high": 1e-4}},
+                stages=[{"trials": 1, "epochs": 400}],  # about 30 s here
+            )
+        )
+
+        def trial() -> dict[str, Any]:
+            return dict(system.trials(sweep_id)[0])
+
+        wait_for(lambda: trial()["epochs_done"] >= 3, 60, "three epochs on the cut-off worker")
+        system.start_worker("other")
+        proxy.cut()
+        wait_for(
+            lambda: trial()["attempts"] == 2 and trial()["worker"] == "other",
+            30,
+            "the trial to resume on the other worker",
+        )
+        wait_for(lambda: trial()["epochs_done"] >= 20, 60, "the resumed attempt to go on")
+        proxy.start()  # the link is back: the cut-off attempt learns it was given up
+        system.wait_until_done(sweep_id, timeout=120)
+
+        done = system.get(f"/api/trials/{trial()['id']}")
+        assert (done["status"], done["attempts"]) == ("finished", 2)
+        assert [h["epoch"] for h in done["history"]] == [float(e) for e in range(1, 401)]
+        on_disk = sorted(
+            str(p.relative_to(system.checkpoints)) for p in system.checkpoints.rglob("*.npz")
+        )
+        assert on_disk == sorted(done["checkpoints"])  # best and latest, nothing stray
+        log = (system.processes.logs / "cut-off.log").read_text()
+        assert "was given up for dead by the master" in log
+        proxy.cut()
