@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 
 DEFAULT_PORT = 8000
 DEFAULT_DASHBOARD_PORT = 8080
@@ -72,6 +74,8 @@ def run_master(args: argparse.Namespace) -> int:
     from master.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck master is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
     return 0
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,8 +93,20 @@ class System:
             result: dict[str, Any] = wait_for(done, timeout, f"sweep {sweep_id} to end", 0.2)
             return result
         except AssertionError:
-            print(self.processes.log_tail())
+            self.dump_master_stacks()
+            print(self.processes.log_tail(120))
             raise
+
+    def dump_master_stacks(self) -> None:
+        """Have the master print every thread's stack into its log (SIGUSR1)."""
+        if self.master is None or self.master.poll() is not None:
+            return
+        log = self.processes.logs / "master.log"
+        self.master.send_signal(signal.SIGUSR1)
+        try:
+            wait_for(lambda: "Current thread" in log.read_text(errors="replace"), 5, "stacks")
+        except AssertionError:
+            pass  # the tail shows whatever there is
 
     def trials(self, sweep_id: int) -> list[dict[str, Any]]:
         """All of the sweep's trials, by id, a page of 1000 at a time."""
