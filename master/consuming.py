@@ -21,7 +21,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from core.messages import EVENT_STREAM, EndStatus, EventKind, TrialEvent
+from core.messages import EVENT_STREAM, Ended, EndStatus, TrialEvent
 from master.db import Database, DatabaseUnavailable
 from master.events import apply_event, apply_events
 
@@ -94,7 +94,7 @@ class EventConsumer:
             pipe.xdel(EVENT_STREAM, *ids)
             pipe.execute()
         requeued = any(
-            e.kind is EventKind.ENDED and e.data.get("status") == EndStatus.INTERRUPTED
+            isinstance(e.message, Ended) and e.message.status is EndStatus.INTERRUPTED
             for e in events
         )
         return Consumed(len(entries), ended_sweeps, requeued)
