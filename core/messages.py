@@ -66,6 +66,9 @@ class TrialJob:
     explode_factor: float
     keep_checkpoints: str = "best_and_latest"  # or "all"
     attempt: int = 1  # the master's count: events of an older attempt are ignored
+    # A promoted trial goes on from this checkpoint of the trial it was promoted from (a path
+    # under CHECKPOINT_DIR) until it has checkpoints of its own.
+    resume_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

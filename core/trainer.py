@@ -59,6 +59,34 @@ def new_state(config: TrainConfig, model: FullyConnectedNet, num_train: int) -> 
     )
 
 
+class ContinuationError(ValueError):
+    """A saved run cannot be continued under the given config; the message says why."""
+
+
+def continue_to(state: TrainState, config: TrainConfig) -> TrainState:
+    """`state`, made to go on to `config.num_epochs` (a run promoted to a longer budget).
+
+    Exact: schedules are functions of the epoch and the generator's state is saved, so the
+    continued run ends bit for bit as a run trained for the longer budget from the start,
+    provided the saved run ended at an epoch boundary (a fractional end starts the rest of
+    that epoch on a new batch order). Only num_epochs may differ from the saved config."""
+    if state.config.replace(num_epochs=config.num_epochs) != config:
+        raise ContinuationError("the checkpoint was trained with other hyperparameters")
+    if state.status not in (TrainStatus.RUNNING, TrainStatus.FINISHED):
+        raise ContinuationError(f"the checkpoint's run ended {state.status.value}")
+    if state.iteration % state.iterations_per_epoch:
+        raise ContinuationError(f"the checkpoint ends within an epoch ({state.epoch:g})")
+    total = max(1, round(config.num_epochs * state.iterations_per_epoch))
+    if total < state.iteration:
+        raise ContinuationError(
+            f"num_epochs: {config.num_epochs:g} is fewer than the {state.epoch:g} trained"
+        )
+    state.config = config
+    state.total_iterations = total
+    state.status = TrainStatus.RUNNING if state.iteration < total else TrainStatus.FINISHED
+    return state
+
+
 def build_model(config: TrainConfig, data: Dataset) -> FullyConnectedNet:
     """The model a run with this config starts from (weights drawn from the run's seed)."""
     rng = np.random.default_rng([config.seed, 0])

@@ -15,6 +15,7 @@ from typing import Any
 
 from redis import Redis
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from core.messages import TrialJob, job_id
 from master.db import Database
@@ -106,6 +107,7 @@ class Dispatcher:
                 ).all()
                 if rows and workers is None:
                     workers = self.queue.worker_count()
+                resume = _parent_checkpoints(session, [trial for trial, _ in rows])
                 jobs = []
                 for _, group in groupby(rows, key=_stage_of):
                     stage_rows = list(group)
@@ -117,7 +119,9 @@ class Dispatcher:
                         rq_id = job_id(batch[0][0].id, batch[0][0].attempts)
                         for trial, _ in batch:
                             trial.job_id = rq_id
-                        jobs.append((rq_id, [trial_job(trial, spec) for trial, spec in batch]))
+                        jobs.append(
+                            (rq_id, [trial_job(t, spec, resume.get(t.id)) for t, spec in batch])
+                        )
             # Committed first: a crash here leaves trials whose job is missing, which
             # `requeue_lost` puts back; never a job whose trial the database lacks.
             total += self.queue.enqueue(jobs)
@@ -140,7 +144,18 @@ def batch_size(count: int, workers: int, epochs: float) -> int:
     return max(1, min(MAX_BATCH, count // (max(1, workers) * JOBS_PER_WORKER)))
 
 
-def trial_job(trial: Trial, spec: dict[str, Any]) -> TrialJob:
+def _parent_checkpoints(session: Session, trials: list[Trial]) -> dict[int, str]:
+    """Promoted trial -> the latest checkpoint of the trial it goes on from."""
+    parents = {t.id: t.parent_id for t in trials if t.parent_id is not None}
+    if not parents:
+        return {}
+    query = select(Trial.id, Trial.checkpoints).where(Trial.id.in_(set(parents.values())))
+    files: dict[int, list[Any]] = {trial_id: paths for trial_id, paths in session.execute(query)}
+    # A trial's files are listed oldest epoch first (core.messages.CheckpointFiles).
+    return {child: files[parent][-1] for child, parent in parents.items() if files.get(parent)}
+
+
+def trial_job(trial: Trial, spec: dict[str, Any], resume_from: str | None = None) -> TrialJob:
     return TrialJob(
         trial_id=trial.id,
         sweep_id=trial.sweep_id,
@@ -152,4 +167,5 @@ def trial_job(trial: Trial, spec: dict[str, Any]) -> TrialJob:
         explode_factor=spec["explode_factor"],
         keep_checkpoints=spec.get("keep_checkpoints", "best_and_latest"),
         attempt=trial.attempts,
+        resume_from=resume_from,
     )

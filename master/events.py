@@ -87,6 +87,14 @@ def _apply(
             trial.started_at = trial.started_at or sent_at
             if started.damaged_checkpoints:
                 _set_aside(trial, started.damaged_checkpoints)
+            if started.resumed_from_epoch < trial.start_epoch:
+                # A promoted trial whose parent's checkpoint could not be used trains the
+                # inherited epochs again: they count as trained by it.
+                trial.start_epoch = started.resumed_from_epoch
+                trial.reason = (
+                    f"could not go on from trial {trial.parent_id}'s checkpoint; trained "
+                    f"from epoch {started.resumed_from_epoch:g}"
+                )
         case EpochEnded() as epoch:
             trial.status = TrialStatus.RUNNING
             _add_epoch(session, trial, epoch, stored)

@@ -109,6 +109,8 @@ class Stage(Base):
     trials: Mapped[int]
     epochs: Mapped[float]
     keep_top: Mapped[int | None]
+    # How many of `trials` are the previous stage's best, trained on (the rest are new).
+    promote: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     # The distributions this stage samples from (None until planned), as the spec writes them.
     space: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     warnings: Mapped[list[Any]] = mapped_column(default=list)
@@ -140,6 +142,10 @@ class Trial(Base):
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
     stage_index: Mapped[int]
     index: Mapped[int]  # within its stage
+    # A promoted trial goes on from its parent's latest checkpoint: its history starts with
+    # the parent's `start_epoch` epochs, which it did not train itself.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id", ondelete="SET NULL"))
+    start_epoch: Mapped[float] = mapped_column(default=0.0, server_default=text("0"))
     hyperparameters: Mapped[dict[str, Any]]
     seed: Mapped[int] = mapped_column(BigInteger)  # up to 2**32: beyond a 32-bit INTEGER
     num_epochs: Mapped[float]
@@ -165,6 +171,11 @@ class Trial(Base):
     epochs: Mapped[list[TrialEpoch]] = relationship(
         order_by="TrialEpoch.epoch", cascade="all, delete-orphan"
     )
+
+    @property
+    def epochs_trained(self) -> float:
+        """The epochs this trial trained itself (a promoted one inherited start_epoch)."""
+        return max(0.0, self.epochs_done - self.start_epoch)
 
 
 class TrialEpoch(Base):

@@ -130,6 +130,44 @@ def _plan_range(
     return planned, warning
 
 
+def final_border_warnings(
+    current: Mapping[str, NumericRange | Choice],
+    user: Mapping[str, NumericRange | Choice],
+    best: Mapping[str, Any],
+) -> list[str]:
+    """Where the best trial of a sweep's last stage sits on a border of that stage's range
+    (the notes: "double check that the final learning rate is not at the edge of this
+    interval"): no stage follows to widen it, so the sweep says so."""
+    warnings = []
+    for name, dist in current.items():
+        if isinstance(dist, Choice) or name not in best:
+            continue
+        low, high = dist.to_scale(dist.low), dist.to_scale(dist.high)
+        value = dist.to_scale(best[name])
+        width = high - low
+        side = "top" if value >= high - BORDER * width else None
+        side = "bottom" if value <= low + BORDER * width else side
+        if side is None:
+            continue
+        user_dist = user.get(name)
+        yours = False
+        if user_dist is not None and not isinstance(user_dist, Choice):
+            edge = user_dist.high if side == "top" else user_dist.low
+            beyond = (
+                high >= user_dist.to_scale(edge)
+                if side == "top"
+                else low <= user_dist.to_scale(edge)
+            )
+            yours = beyond
+        where = "the edge of the range you gave" if yours else "the final stage's range"
+        warnings.append(
+            f"best {name} {format_number(best[name])} is at the {side} of {dist.describe()}, "
+            f"{where}: a better value may lie beyond it; search again with the range "
+            f"moved past that edge"
+        )
+    return warnings
+
+
 def _valid(
     name: str, dist: NumericRange, edge: float, target: float, base: Mapping[str, Any]
 ) -> float:

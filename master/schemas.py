@@ -19,6 +19,9 @@ class StagePublic(BaseModel):
     trials: int
     epochs: float
     keep_top: int | None
+    promote: int = Field(
+        default=0, description="of `trials`, the previous stage's best trained on to `epochs`"
+    )
     space: dict[str, Any] | None = Field(description="the distributions this stage samples")
     ranges: dict[str, str] = Field(description="each range in words, e.g. [1.00e-06, 10]")
     warnings: list[str]
@@ -38,6 +41,13 @@ class SweepPublic(BaseModel):
     progress: float = Field(description="done_trials / total_trials")
     counts: dict[str, int]
     stages: list[StagePublic]
+    epochs_trained: float = Field(
+        default=0.0, description="epochs trained by all trials (a promoted one's own only)"
+    )
+    final_warnings: list[str] = Field(
+        default_factory=list,
+        description="once finished: where the best trial of the last stage sits on a border",
+    )
     spec: dict[str, Any]
 
 
@@ -53,6 +63,12 @@ class TrialPublic(BaseModel):
     sweep_id: int
     stage: int = Field(validation_alias=AliasChoices("stage_index", "stage"))
     index: int
+    parent_id: int | None = Field(
+        default=None, description="the trial this one was promoted from and trains on"
+    )
+    start_epoch: float = Field(
+        default=0.0, description="epochs inherited from parent_id, not trained by this trial"
+    )
     status: str
     reason: str | None
     hyperparameters: dict[str, Any]

@@ -55,6 +55,15 @@ class _Range(BaseModel):
             return [min(max(round(v), int(self.low)), int(self.high)) for v in values]
         return values
 
+    def from_unit(self, u: np.ndarray) -> list[Any]:
+        """Values for points `u` in [0, 1) (a low-discrepancy sampler's), spread like
+        `sample`'s: evenly in the scale the range is searched in."""
+        low, high = self.to_scale(self.low), self.to_scale(self.high)
+        values = [self.from_scale(low + float(v) * (high - low)) for v in u]
+        if self.is_int:
+            return [min(max(round(v), int(self.low)), int(self.high)) for v in values]
+        return values
+
     def with_bounds(self, low: float, high: float) -> Self:
         """The same kind of distribution over [low, high] (integer kinds round outward)."""
         if self.is_int:
@@ -97,6 +106,10 @@ class Choice(BaseModel):
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
         return [self.values[int(i)] for i in rng.integers(0, len(self.values), size=n)]
+
+    def from_unit(self, u: np.ndarray) -> list[Any]:
+        count = len(self.values)
+        return [self.values[min(int(v * count), count - 1)] for v in u]
 
     def describe(self) -> str:
         return "{" + ", ".join(map(str, self.values)) + "}"

@@ -10,6 +10,7 @@ reported as "field.path: what is wrong", one per problem.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection, Sequence
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.config import ConfigError, TrainConfig
 from core.data import DatasetError, parse_dataset_spec
+from master.budget import lay_out
 from master.space import DIST_TAGS, Choice, Distribution
 
 DEFAULT_MAX_TRIALS = 10_000
@@ -34,6 +36,39 @@ class StageSpec(BaseModel):
     keep_top: int | None = Field(
         default=None, ge=1, description="best trials of the previous stage to narrow around"
     )
+    promote: int = Field(
+        default=0,
+        ge=0,
+        description="of `trials`, how many are the previous stage's best trained on from "
+        "their checkpoints to `epochs` (the rest are sampled anew)",
+    )
+
+
+class BudgetSpec(BaseModel):
+    """A budget of training epochs, in place of stages: the master lays out the stages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(gt=0, description="training epochs of all trials together, at most")
+    max_epochs: int = Field(gt=0, description="epochs the finalists train")
+    min_epochs: int | None = Field(
+        default=None, gt=0, description="epochs of the first stage (default: a 27th of max)"
+    )
+    reduction: float = Field(
+        default=3.0, gt=1, le=10, description="each stage keeps 1/reduction of the one before"
+    )
+
+    @model_validator(mode="after")
+    def _check_order(self) -> BudgetSpec:
+        if self.max_epochs > self.epochs:
+            raise ValueError(
+                f"max_epochs: {self.max_epochs} is more than the budget of {self.epochs} epochs"
+            )
+        if self.min_epochs is not None and self.min_epochs > self.max_epochs:
+            raise ValueError(
+                f"min_epochs: {self.min_epochs} is more than max_epochs {self.max_epochs}"
+            )
+        return self
 
 
 class SweepSpec(BaseModel):
@@ -44,7 +79,12 @@ class SweepSpec(BaseModel):
     model: dict[str, Any] = Field(default_factory=dict)
     fixed: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Distribution] = Field(default_factory=dict)
-    stages: list[StageSpec] = Field(min_length=1)
+    # Either stages, or a budget from which the master lays them out (master.budget).
+    stages: list[StageSpec] = Field(default_factory=list)
+    budget: BudgetSpec | None = None
+    sampler: Literal["random", "sobol"] = Field(
+        default="random", description="how a stage's trials are drawn within its ranges"
+    )
     explode_factor: float = Field(default=3.0, gt=1)
     seed: int = Field(default=0, ge=0)
     # "best_and_latest" keeps two checkpoint files per trial, so a long sweep does not fill
@@ -78,17 +118,30 @@ class SweepSpec(BaseModel):
                     # Only the problem about this hyperparameter (the base is valid).
                     reason = str(exc).removeprefix(f"{name}: ").split("; ")[0]
                     problems.append(f"space.{name}.{bound}: {reason}")
-        for k, stage in enumerate(self.stages):
-            if k == 0 and stage.keep_top is not None:
-                problems.append("stages.0.keep_top: the first stage has no previous stage")
-            if k > 0 and stage.keep_top is not None and stage.keep_top > self.stages[k - 1].trials:
-                problems.append(
-                    f"stages.{k}.keep_top: {stage.keep_top} is more than the "
-                    f"{self.stages[k - 1].trials} trials of stage {k - 1}"
-                )
+        if self.budget is not None and self.stages:
+            problems.append("budget: give either stages or a budget, not both")
+        elif self.budget is not None:
+            # Laid out once, here: the stored spec holds the stages the sweep runs.
+            b = self.budget
+            laid_out = lay_out(b.epochs, b.max_epochs, b.min_epochs, b.reduction)
+            stages = [StageSpec(**dataclasses.asdict(stage)) for stage in laid_out]
+            object.__setattr__(self, "stages", stages)
+        elif not self.stages:
+            problems.append("stages: give at least one stage, or a budget")
+        problems += _stage_problems(self.stages)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @classmethod
+    def stored(cls, data: dict[str, Any]) -> SweepSpec:
+        """A spec as the database holds it: its stages are the ones laid out at submission,
+        even if a later version would lay out its budget differently."""
+        if data.get("budget") is not None and data.get("stages"):
+            spec = cls.model_validate({**data, "budget": None})
+            object.__setattr__(spec, "budget", BudgetSpec.model_validate(data["budget"]))
+            return spec
+        return cls.model_validate(data)
 
     @property
     def total_trials(self) -> int:
@@ -97,6 +150,46 @@ class SweepSpec(BaseModel):
     def base_hyperparameters(self) -> dict[str, Any]:
         """What every trial shares before the space is sampled."""
         return {**self.model, **self.fixed}
+
+
+def _stage_problems(stages: Sequence[StageSpec]) -> list[str]:
+    problems: list[str] = []
+    for k, stage in enumerate(stages):
+        if k == 0:
+            for name in ("keep_top", "promote"):
+                if getattr(stage, name):
+                    problems.append(f"stages.0.{name}: the first stage has no previous stage")
+            continue
+        previous = stages[k - 1]
+        if stage.keep_top is not None and stage.keep_top > previous.trials:
+            problems.append(
+                f"stages.{k}.keep_top: {stage.keep_top} is more than the "
+                f"{previous.trials} trials of stage {k - 1}"
+            )
+        if not stage.promote:
+            continue
+        if stage.promote > stage.trials:
+            problems.append(
+                f"stages.{k}.promote: {stage.promote} is more than the stage's "
+                f"{stage.trials} trials"
+            )
+        if stage.promote > previous.trials:
+            problems.append(
+                f"stages.{k}.promote: {stage.promote} is more than the "
+                f"{previous.trials} trials of stage {k - 1}"
+            )
+        if stage.epochs <= previous.epochs:
+            problems.append(
+                f"stages.{k}.epochs: {stage.epochs:g} must be more than the {previous.epochs:g} "
+                f"of stage {k - 1} to train its trials on"
+            )
+        if previous.epochs != int(previous.epochs):
+            # A run that ended within an epoch cannot go on exactly (core.trainer.continue_to).
+            problems.append(
+                f"stages.{k}.promote: stage {k - 1} trains {previous.epochs:g} epochs, but "
+                "trials can be trained on only from a whole number of epochs"
+            )
+    return problems
 
 
 class SpecError(ValueError):

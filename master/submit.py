@@ -104,6 +104,8 @@ def watch(url: str, sweep_id: int) -> dict[str, Any]:
             for stage in sweep["stages"]:
                 for warning in stage["warnings"]:
                     print(f"stage {stage['index']}: {warning}")
+            for warning in sweep.get("final_warnings", []):
+                print(f"final: {warning}")
             print(f"sweep {sweep_id} {sweep['status']}")
             return sweep
         time.sleep(POLL_SECONDS)

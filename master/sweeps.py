@@ -9,6 +9,7 @@ is in Redis, so a crash in between leaves a trial to enqueue, never a job withou
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -68,12 +69,18 @@ def create_sweep(session: Session, spec: SweepSpec) -> Sweep:
     """Store the sweep, its stages, and the trials of its first stage."""
     sweep = Sweep(name=spec.name, spec=spec.model_dump(mode="json"))
     sweep.stages = [
-        Stage(index=k, trials=stage.trials, epochs=stage.epochs, keep_top=stage.keep_top)
+        Stage(
+            index=k,
+            trials=stage.trials,
+            epochs=stage.epochs,
+            keep_top=stage.keep_top,
+            promote=stage.promote,
+        )
         for k, stage in enumerate(spec.stages)
     ]
     session.add(sweep)
     session.flush()
-    _start_stage(session, sweep, spec, sweep.stages[0], dict(spec.space), [])
+    _start_stage(session, sweep, spec, sweep.stages[0], dict(spec.space), [], [])
     return sweep
 
 
@@ -84,13 +91,31 @@ def _start_stage(
     stage: Stage,
     space: Space,
     warnings: list[str],
+    promoted: list[Trial],
 ) -> None:
+    """Plan the stage: first the `promoted` trials of the stage before, trained on, then
+    new trials sampled in `space` up to the stage's count."""
     stage.space = space_to_json(space)
     stage.warnings = warnings
     stage.status = StageStatus.RUNNING
     stage.planned_at = utcnow()
+    session.add_all(
+        Trial(
+            sweep_id=sweep.id,
+            stage_index=stage.index,
+            index=i,
+            parent_id=parent.id,
+            start_epoch=parent.epochs_done,
+            hyperparameters=parent.hyperparameters,
+            seed=parent.seed,  # the same run, trained on: the same seed
+            num_epochs=stage.epochs,
+        )
+        for i, parent in enumerate(promoted)
+    )
     rng = stage_rng(spec.seed, stage.index)
-    drawn = sample_trials(space, spec.base_hyperparameters(), stage.trials, rng)
+    drawn = sample_trials(
+        space, spec.base_hyperparameters(), stage.trials - len(promoted), rng, spec.sampler
+    )
     session.add_all(
         Trial(
             sweep_id=sweep.id,
@@ -100,7 +125,7 @@ def _start_stage(
             seed=trial_seed(spec.seed, stage.index, i),
             num_epochs=stage.epochs,
         )
-        for i, hyperparameters in enumerate(drawn)
+        for i, hyperparameters in enumerate(drawn, start=len(promoted))
     )
 
 
@@ -129,7 +154,7 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
         sweep.status = SweepStatus.FINISHED
         sweep.finished_at = utcnow()
         return True
-    spec = SweepSpec.model_validate(sweep.spec)
+    spec = SweepSpec.stored(sweep.spec)
     following = sweep.stages[stage.index + 1]
     trials = session.scalars(
         select(Trial).where(Trial.sweep_id == sweep.id, Trial.stage_index == stage.index)
@@ -145,8 +170,28 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
         base=spec.base_hyperparameters(),
         stage_index=stage.index,
     )
-    _start_stage(session, sweep, spec, following, plan.space, plan.warnings)
+    promoted = promotion(trials, following.promote)
+    warnings = list(plan.warnings)
+    if len(promoted) < following.promote:
+        warnings.append(
+            f"only {len(promoted)} trials of stage {stage.index} finished to be trained on "
+            f"(of {following.promote} asked): stage {following.index} samples the rest anew"
+        )
+    _start_stage(session, sweep, spec, following, plan.space, warnings, promoted)
     return True
+
+
+def promotion(trials: Sequence[Trial], count: int) -> list[Trial]:
+    """The trials a stage trains on: the `count` finished trials of the stage before with
+    the best validation accuracy where they stopped (that is the run trained on), ties to
+    the better best, then to the older trial. Only trials with a checkpoint to go on from."""
+    finished = [
+        t
+        for t in trials
+        if t.status == TrialStatus.FINISHED and t.val_acc is not None and t.checkpoints
+    ]
+    finished.sort(key=lambda t: (-(t.val_acc or 0.0), -(t.best_val_acc or 0.0), t.id))
+    return finished[:count]
 
 
 def cancel_sweep(session: Session, sweep_id: int) -> tuple[Sweep, list[Trial]]:

@@ -7,10 +7,11 @@ from collections import Counter
 from redis import Redis
 from rq import Worker
 from rq.worker import BaseWorker
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from master.models import FINAL_STATUSES, Sweep, SweepStatus, Trial, TrialStatus
+from master.models import FINAL_STATUSES, Sweep, SweepStatus, Trial, TrialStatus, ranking
+from master.planning import final_border_warnings
 from master.schemas import (
     EpochPublic,
     RankedTrial,
@@ -35,6 +36,7 @@ def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
                 trials=stage.trials,
                 epochs=stage.epochs,
                 keep_top=stage.keep_top,
+                promote=stage.promote,
                 space=stage.space,
                 ranges={name: dist.describe() for name, dist in space.items()},
                 warnings=stage.warnings or [],
@@ -61,8 +63,36 @@ def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
         progress=min(1.0, done / to_do) if to_do else 1.0,
         counts=dict(total),
         stages=stages,
+        epochs_trained=epochs_trained(session, sweep.id),
+        final_warnings=final_warnings(session, sweep),
         spec=sweep.spec,
     )
+
+
+def epochs_trained(session: Session, sweep_id: int) -> float:
+    """What the sweep's trials trained, each promoted one without the epochs it inherited."""
+    trained = session.scalar(
+        select(func.sum(Trial.epochs_done - Trial.start_epoch)).where(Trial.sweep_id == sweep_id)
+    )
+    return float(trained or 0.0)
+
+
+def final_warnings(session: Session, sweep: Sweep) -> list[str]:
+    """For a finished sweep: where its last stage's best trial sits on a range's border."""
+    if sweep.status != SweepStatus.FINISHED or not sweep.stages:
+        return []
+    last = sweep.stages[-1]
+    best = session.scalars(
+        select(Trial)
+        .where(Trial.sweep_id == sweep.id, Trial.stage_index == last.index)
+        .where(Trial.status == TrialStatus.FINISHED)
+        .order_by(*ranking())
+        .limit(1)
+    ).first()
+    if best is None or not last.space:
+        return []
+    user = space_from_json(sweep.spec.get("space", {}))
+    return final_border_warnings(space_from_json(last.space), user, best.hyperparameters)
 
 
 def trial_public(trial: Trial) -> TrialPublic:

@@ -43,7 +43,7 @@ from core.messages import (
 )
 from core.model import FullyConnectedNet
 from core.state import TrainState, TrainStatus
-from core.trainer import build_model, new_state, train
+from core.trainer import ContinuationError, build_model, continue_to, new_state, train
 from worker.attempt import Reporter, StopFlag
 from worker.checkpoints import best_of, prune, trial_checkpoints
 from worker.datasets import DATASETS
@@ -103,6 +103,8 @@ def _train_trial(
     # A first attempt has no files yet: only a re-run lists the directory for them.
     existing = trial_checkpoints(directory, trial.trial_id) if trial.attempt > 1 else []
     model, state, existing, damaged = _resume_or_start(existing, config, data, trial.trial_id)
+    if not existing and trial.resume_from is not None:
+        model, state = _promoted(checkpoint_dir / trial.resume_from, config, model, state)
     writer = _CheckpointWriter(
         trial, checkpoint_dir, directory, reporter, stop, existing, data.image_shape
     )
@@ -151,6 +153,24 @@ def _resume_or_start(
         break
     model = build_model(config, data)
     return model, new_state(config, model, len(data.X_train)), existing, damaged
+
+
+def _promoted(
+    parent: Path,
+    config: TrainConfig,
+    model: FullyConnectedNet,
+    state: TrainState,
+) -> tuple[FullyConnectedNet, TrainState]:
+    """The run a promoted trial goes on from: its parent's checkpoint, continued to this
+    trial's epochs (core.trainer.continue_to: exactly as if trained that long from the
+    start). If that checkpoint cannot be used, the trial trains from scratch, which costs
+    more epochs but loses nothing; Started's resumed_from_epoch tells the master."""
+    try:
+        checkpoint = load_checkpoint(parent)
+        return checkpoint.model, continue_to(checkpoint.state, config)
+    except (CheckpointError, ContinuationError) as exc:
+        log.warning("cannot go on from %s: %s; training from scratch", parent, exc)
+        return model, state
 
 
 def _accuracy(model: FullyConnectedNet, data: Dataset) -> float:

@@ -12,7 +12,7 @@ from core.config import TrainConfig
 from core.data import Dataset
 from core.model import FullyConnectedNet
 from core.state import TrainState, TrainStatus
-from core.trainer import build_model, train
+from core.trainer import ContinuationError, build_model, continue_to, train
 from tests.core.factories import tiny_dataset
 
 
@@ -217,3 +217,47 @@ def test_a_finished_state_is_returned_as_is() -> None:
     before = list(state.history.loss)
     assert train(model, data, TrainConfig(num_epochs=1), state=state) is state
     assert state.history.loss == before
+
+
+@pytest.mark.parametrize("update", ["adam", "momentum"])
+def test_a_finished_run_continued_to_more_epochs_equals_one_trained_that_long(
+    tmp_path: Path, update: str
+) -> None:
+    data = tiny_dataset(num_train=120)
+    config = TrainConfig(
+        num_epochs=7, batch_size=16, update=update, learning_rate=0.01, dropout=0.3,
+        lr_schedule="step", lr_decay=0.8, lr_step=2.0,
+    )  # fmt: skip
+    whole_model, whole = run(config, data)
+    short_model, short = run(config.replace(num_epochs=3), data)
+    assert short.status is TrainStatus.FINISHED
+    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "ep3.npz", short_model, short))
+
+    state = continue_to(checkpoint.state, config)
+    assert state.status is TrainStatus.RUNNING
+    continued = train(checkpoint.model, data, config, state=state)
+
+    assert continued.status is TrainStatus.FINISHED
+    assert continued.history.epoch == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    assert continued.history.loss == whole.history.loss
+    assert continued.history.val_acc == whole.history.val_acc
+    assert continued.history.average_val_acc == whole.history.average_val_acc
+    assert continued.best_epoch == whole.best_epoch
+    np.testing.assert_array_equal(checkpoint.model.flat, whole_model.flat)
+
+
+def test_continuing_refuses_what_would_not_be_exact() -> None:
+    data = tiny_dataset(num_train=100)
+    config = TrainConfig(num_epochs=2, batch_size=10)
+    _, finished = run(config, data)
+    with pytest.raises(ContinuationError, match="other hyperparameters"):
+        continue_to(finished, config.replace(num_epochs=4, learning_rate=0.5))
+    with pytest.raises(ContinuationError, match="num_epochs: 1 is fewer than the 2 trained"):
+        continue_to(finished, config.replace(num_epochs=1))
+    _, partial = run(config.replace(num_epochs=1.5), data)
+    with pytest.raises(ContinuationError, match="within an epoch"):
+        continue_to(partial, config.replace(num_epochs=1.5).replace(num_epochs=4))
+    _, exploded = run(config.replace(learning_rate=1e6), data)
+    assert exploded.status is TrainStatus.EXPLODED
+    with pytest.raises(ContinuationError, match="ended exploded"):
+        continue_to(exploded, config.replace(learning_rate=1e6, num_epochs=4))

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
+from master.models import StageStatus, Sweep, SweepStatus, Trial, TrialStatus
 from master.settings import Settings
 from tests.dashboard.conftest import Board
 
@@ -167,3 +168,27 @@ def test_plotly_is_served_by_the_app_itself(board: Board) -> None:
     assert response.status_code == 200 and len(response.content) > 1_000_000
     assert b"plotly.js" in response.content[:2000]
     assert board.client.get("/static/dashboard.js").status_code == 200
+
+
+def test_a_promoted_trial_links_its_parent_and_a_finished_sweep_its_border_warning(
+    board: Board,
+) -> None:
+    parent_id, child_id = board.trials[0], board.trials[-1]
+    with board.db.writing() as session:
+        child = session.get_one(Trial, child_id)
+        child.parent_id, child.start_epoch = parent_id, 2.0
+        sweep = session.get_one(Sweep, board.sweep_id)
+        for stage in sweep.stages:
+            stage.status = StageStatus.FINISHED
+        sweep.status = SweepStatus.FINISHED
+        last = sweep.stages[-1]
+        last.space = {"learning_rate": {"dist": "loguniform", "low": 1e-3, "high": 1e-1}}
+        best = session.get_one(Trial, board.trials[1])
+        best.stage_index = last.index  # the last stage's only scored trial
+        best.hyperparameters = {**best.hyperparameters, "learning_rate": 0.095}
+        best.status, best.best_val_acc = TrialStatus.FINISHED, 0.99
+    page = board.client.get(f"/trials/{child_id}").text
+    assert f'promoted from <a href="/trials/{parent_id}">trial #{parent_id}</a>' in page
+    assert "epochs 1-2 are its" in page
+    sweep_page = html.unescape(board.client.get(f"/sweeps/{board.sweep_id}").text)
+    assert "best learning_rate 0.095 is at the top of [0.001, 0.1]" in sweep_page

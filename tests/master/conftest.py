@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from redis import Redis
 
 from master.app import create_app
+from master.db import Database
 from master.settings import Settings
 
 ApiFactory = Callable[..., TestClient]
@@ -42,3 +43,12 @@ def make_api(
 @pytest.fixture
 def api(make_api: ApiFactory) -> TestClient:
     return make_api()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """The test database with its tables, for tests below the API."""
+    database = Database(database_url)
+    database.create_tables()
+    yield database
+    database.dispose()

@@ -3,8 +3,6 @@ attempt-aware, and batched into a few queries."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,14 +15,6 @@ from master.models import Trial, TrialEpoch
 from master.spec import SweepSpec
 from master.sweeps import create_sweep
 from tests.master.factories import example_spec
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.create_tables()
-    yield database
-    database.dispose()
 
 
 def first_trial(db: Database) -> Trial:

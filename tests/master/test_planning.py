@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from master.planning import default_keep_top, plan_next_stage, top_trials
+from master.planning import default_keep_top, final_border_warnings, plan_next_stage, top_trials
 from master.space import Choice, IntRange, LogUniform, Space, Uniform
 from tests.master.factories import result
 
@@ -109,3 +109,22 @@ def test_no_finished_trial_keeps_the_ranges_and_warns() -> None:
     plan = plan_next_stage(SPACE, SPACE, results, 5, {}, 0)
     assert plan.space == SPACE
     assert plan.warnings == ["no trial of stage 0 finished, so stage 1 samples the same ranges"]
+
+
+def test_the_final_border_check_names_the_range_and_whose_edge_it_is() -> None:
+    user: Space = {
+        "learning_rate": LogUniform(low=1e-4, high=1e-1),
+        "dropout": Uniform(low=0, high=0.5),
+    }
+    final: Space = {
+        "learning_rate": LogUniform(low=1e-3, high=1e-1),
+        "dropout": Uniform(low=0.1, high=0.3),
+    }
+    warnings = final_border_warnings(final, user, {"learning_rate": 0.09, "dropout": 0.11})
+    assert warnings == [
+        "best learning_rate 0.09 is at the top of [0.001, 0.1], the edge of the range you "
+        "gave: a better value may lie beyond it; search again with the range moved past that edge",
+        "best dropout 0.11 is at the bottom of [0.1, 0.3], the final stage's range: a better "
+        "value may lie beyond it; search again with the range moved past that edge",
+    ]
+    assert final_border_warnings(final, user, {"learning_rate": 0.01, "dropout": 0.2}) == []

@@ -66,6 +66,24 @@ def test_the_same_seed_samples_the_same_trials(api: TestClient) -> None:
         ({"dataset": "imagenet"}, "dataset"),
         ({"dataset": "npz:/no/such/file.npz"}, "dataset"),
         ({"name": ""}, "name"),
+        ({"stages": [], "budget": {"epochs": 0, "max_epochs": 10}}, "budget.epochs"),
+        ({"stages": [], "budget": {"epochs": 100, "max_epochs": -1}}, "budget.max_epochs"),
+        ({"stages": [], "budget": {"epochs": 100, "max_epochs": 200}}, "budget.max_epochs"),
+        (
+            {"stages": [], "budget": {"epochs": 100, "max_epochs": 20, "min_epochs": 30}},
+            "budget.min_epochs",
+        ),
+        (
+            {"stages": [], "budget": {"epochs": 100, "max_epochs": 20, "reduction": 1}},
+            "budget.reduction",
+        ),
+        ({"stages": [], "budget": {"epochs": 100}}, "budget.max_epochs"),
+        ({"budget": {"epochs": 100, "max_epochs": 20}}, "budget"),
+        (
+            {"stages": [{"trials": 4, "epochs": 2}, {"trials": 2, "epochs": 5, "promote": 3}]},
+            "stages.1.promote",
+        ),
+        ({"sampler": "grid"}, "sampler"),
     ],
 )
 def test_bad_specs_get_422_naming_the_field(

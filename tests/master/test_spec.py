@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from master.spec import SpecError, parse_sweep_spec
+from master.spec import SpecError, SweepSpec, parse_sweep_spec
 from tests.master.factories import example_spec
 
 
@@ -41,7 +41,7 @@ def test_the_example_sweep_is_valid() -> None:
             "space.lr: unknown hyperparameter",
         ),
         (lambda s: s["model"].update(num_epochs=3), "model.num_epochs: unknown hyperparameter"),
-        (lambda s: s.update(stages=[]), "stages: List should have at least 1 item"),
+        (lambda s: s.update(stages=[]), "stages: give at least one stage, or a budget"),
         (lambda s: s["fixed"].update(momentum=2), "fixed.momentum: must be in [0, 1), got 2"),
         (lambda s: s["model"].update(hidden_sizes=[]), "model.hidden_sizes: must be a non-empty"),
         (
@@ -63,6 +63,42 @@ def test_the_example_sweep_is_valid() -> None:
             "stages.1.keep_top: 100 is more than the 60 trials of stage 0",
         ),
         (lambda s: s["stages"][0].update(keep_top=3), "stages.0.keep_top: the first stage"),
+        (lambda s: s["stages"][0].update(promote=3), "stages.0.promote: the first stage"),
+        (
+            lambda s: s["stages"][1].update(promote=31),
+            "stages.1.promote: 31 is more than the stage's 30 trials",
+        ),
+        (
+            lambda s: s["stages"][2].update(trials=40, promote=31),
+            "stages.2.promote: 31 is more than the 30 trials of stage 1",
+        ),
+        (
+            lambda s: s["stages"][1].update(promote=3, epochs=1),
+            "stages.1.epochs: 1 must be more than the 1 of stage 0 to train its trials on",
+        ),
+        (
+            lambda s: (s["stages"][0].update(epochs=0.5), s["stages"][1].update(promote=3)),
+            "stages.1.promote: stage 0 trains 0.5 epochs, but trials can be trained on only",
+        ),
+        (
+            lambda s: s.update(budget={"epochs": 100, "max_epochs": 20}),
+            "budget: give either stages or a budget, not both",
+        ),
+        (
+            lambda s: s.update(stages=[], budget={"epochs": 100, "max_epochs": 200}),
+            "budget.max_epochs: 200 is more than the budget of 100 epochs",
+        ),
+        (
+            lambda s: s.update(stages=[], budget={"epochs": -5, "max_epochs": 2}),
+            "budget.epochs: Input should be greater than 0",
+        ),
+        (
+            lambda s: s.update(
+                stages=[], budget={"epochs": 50, "max_epochs": 10, "min_epochs": 11}
+            ),
+            "budget.min_epochs: 11 is more than max_epochs 10",
+        ),
+        (lambda s: s.update(sampler="grid"), "sampler: Input should be 'random' or 'sobol'"),
         (lambda s: s["stages"][0].update(trials=0), "stages.0.trials: Input should be greater"),
         (lambda s: s["stages"][0].update(epochs=0), "stages.0.epochs: Input should be greater"),
         (lambda s: s.update(explode_factor=0.5), "explode_factor: Input should be greater than 1"),
@@ -99,3 +135,22 @@ def test_the_maximum_of_trials_is_configurable() -> None:
 
 def test_not_an_object_at_all() -> None:
     assert problems([1, 2]) == ["body: Input should be a valid dictionary or instance of SweepSpec"]
+
+
+def test_a_budget_lays_out_stages_that_spend_it_and_reach_max_epochs() -> None:
+    spec = example_spec()
+    del spec["stages"]
+    spec["budget"] = {"epochs": 800, "max_epochs": 80}
+    parsed = parse_sweep_spec(spec)
+    stages = parsed.stages
+    assert [s.epochs for s in stages] == [3, 9, 27, 80]
+    assert stages[0].promote == 0 and all(s.promote > 0 for s in stages[1:])
+    planned, previous = 0.0, 0.0
+    for stage in stages:
+        planned += stage.promote * (stage.epochs - previous)
+        planned += (stage.trials - stage.promote) * stage.epochs
+        previous = stage.epochs
+    assert 0.95 * 800 <= planned <= 800
+    # Stored and read back, the laid-out stages are the sweep's, budget and all.
+    stored = SweepSpec.stored(parsed.model_dump(mode="json"))
+    assert stored.stages == stages and stored.budget == parsed.budget

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from redis import Redis
 
@@ -296,3 +297,78 @@ def test_an_attempt_with_a_fresh_lease_writes_as_usual(redis: Redis, worker_env:
         lifecycle.LEASE_RENEWED.pop(rq_id, None)
     assert outcome["status"] == "finished"
     assert len(list(worker_env.rglob("*.npz"))) == 1  # best and latest: epoch 4
+
+
+def latest_checkpoint(outcome: dict[str, Any]) -> str:
+    return outcome["checkpoints"][-1]  # oldest epoch first
+
+
+def test_a_promoted_trial_ends_exactly_as_one_trained_that_long_from_the_start(
+    redis: Redis, worker_env: Path
+) -> None:
+    direct = run_trial(trial_job(trial_id=10, num_epochs=6, keep_checkpoints="all"))
+    reference = epoch_events(redis)
+    redis.delete(EVENT_STREAM)
+    parent = run_trial(trial_job(trial_id=11, stage_index=0, num_epochs=2))
+    redis.delete(EVENT_STREAM)
+
+    child = run_trial(trial_job(trial_id=12, num_epochs=6, resume_from=latest_checkpoint(parent)))
+
+    assert child["status"] == "finished" and child["epochs_done"] == 6
+    started = next(e for e in events(redis) if e.kind is EventKind.STARTED)
+    assert started.data["resumed_from_epoch"] == 2.0
+    # The whole history, the inherited epochs re-sent first, with no gap or duplicate.
+    assert without_files(epoch_events(redis)) == without_files(reference)
+    final = load_checkpoint(worker_env / latest_checkpoint(child))
+    expected = load_checkpoint(worker_env / latest_checkpoint(direct))
+    assert final.state.history.loss == expected.state.history.loss
+    np.testing.assert_array_equal(final.model.flat, expected.model.flat)
+    # Its own files only: the parent's stay the parent's.
+    assert all("_trial000012_" in path for path in child["checkpoints"])
+
+
+def test_a_promoted_trial_whose_parent_checkpoint_is_gone_trains_from_scratch(
+    redis: Redis, worker_env: Path
+) -> None:
+    direct = run_trial(trial_job(trial_id=20, num_epochs=3))
+    redis.delete(EVENT_STREAM)
+    child = run_trial(
+        trial_job(trial_id=21, num_epochs=3, resume_from="sweep000003/stage0/missing.npz")
+    )
+    assert child["status"] == "finished"
+    assert child["val_acc"] == direct["val_acc"]  # the same seed and hyperparameters
+    started = next(e for e in events(redis) if e.kind is EventKind.STARTED)
+    assert started.data["resumed_from_epoch"] == 0.0  # the master counts all 3 as trained
+
+
+def test_a_promoted_trial_rerun_resumes_from_its_own_checkpoint(
+    redis: Redis, worker_env: Path
+) -> None:
+    parent = run_trial(trial_job(trial_id=30, stage_index=0, num_epochs=2))
+    first = run_trial(trial_job(trial_id=31, num_epochs=5, resume_from=latest_checkpoint(parent)))
+    redis.delete(EVENT_STREAM)
+    again = run_trial(
+        trial_job(trial_id=31, num_epochs=5, resume_from=latest_checkpoint(parent), attempt=2)
+    )
+    started = next(e for e in events(redis) if e.kind is EventKind.STARTED)
+    assert started.data["resumed_from_epoch"] == 5.0  # its own final checkpoint, not the parent's
+    assert again["val_acc"] == first["val_acc"] and again["train_seconds"] == 0.0
+
+
+def test_a_promoted_trial_explodes_where_the_run_trained_from_the_start_does(
+    redis: Redis, worker_env: Path
+) -> None:
+    # A run whose cost passes 1.08x its first at iteration 327 (epoch 5.1 of 64 iterations)
+    # and not before: the kill compares with the parent's first cost, not the child's.
+    run = {"hyperparameters": {"learning_rate": 1e-5, "update": "sgd", "batch_size": 20},
+           "seed": 4, "explode_factor": 1.08}  # fmt: skip
+    direct = run_trial(trial_job(trial_id=40, num_epochs=8, **run))
+    assert direct["status"] == "exploded" and 5 < direct["epochs_done"] < 6
+    parent = run_trial(trial_job(trial_id=41, stage_index=0, num_epochs=2, **run))
+    assert parent["status"] == "finished"
+    child = run_trial(
+        trial_job(trial_id=42, num_epochs=8, resume_from=latest_checkpoint(parent), **run)
+    )
+    assert child["status"] == "exploded"
+    assert child["epochs_done"] == direct["epochs_done"]
+    assert child["reason"] == direct["reason"]  # the same iteration, cost and first cost

@@ -1,0 +1,97 @@
+"""Budget mode: laying out a sweep's stages from a budget of training epochs.
+
+Successive halving with lossless promotion, narrowed coarse to fine. The stages train for
+min_epochs, min_epochs x reduction, ... up to max_epochs (whole epochs, so that a trial can
+be trained on exactly). The first stage samples the user's ranges widely; every later one
+trains the best 1/reduction of the stage before on from their checkpoints, which costs only
+the epochs they add, and narrows the ranges around them (master.planning) for the few new
+trials it samples there. The epochs left over once the widest first stage fits go to new
+trials of the latest stages that they pay for, so that the plan spends the budget to within
+a first-stage trial's epochs.
+
+A stage's cost: new trials train all its epochs, promoted ones the difference to the stage
+before. Explosions only make a sweep cheaper than planned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+FIRST_STAGE_SHARE = 27  # default min_epochs: max_epochs / 27 (three reductions by 3)
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    trials: int
+    epochs: int
+    promote: int = 0
+    keep_top: int | None = None
+
+    def cost(self, previous_epochs: int) -> int:
+        new = self.trials - self.promote
+        return new * self.epochs + self.promote * (self.epochs - previous_epochs)
+
+
+def rungs(max_epochs: int, min_epochs: int | None, reduction: float) -> list[int]:
+    """The epochs of each stage, fewest first: max_epochs divided by reduction again and
+    again, rounded to whole epochs, while they stay at or above min_epochs."""
+    floor = min_epochs if min_epochs is not None else max(1, round(max_epochs / FIRST_STAGE_SHARE))
+    epochs = [max_epochs]
+    while True:
+        following = round(epochs[-1] / reduction)
+        if following < floor or following >= epochs[-1]:
+            break
+        epochs.append(following)
+    if epochs[-1] > floor and min_epochs is not None:
+        epochs.append(floor)  # the user asked for this first stage
+    return sorted(set(epochs))
+
+
+def lay_out(
+    budget: int, max_epochs: int, min_epochs: int | None = None, reduction: float = 3.0
+) -> list[PlannedStage]:
+    """Stages whose planned epochs add up to at most `budget`, the finalists at max_epochs."""
+    epochs = rungs(max_epochs, min_epochs, reduction)
+    best = _halving(1, epochs, reduction)  # one trial all along: max_epochs <= budget
+    # The widest first stage that fits (more of it is what finds the good region).
+    for first in range(2, budget // epochs[0] + 1):
+        stages = _halving(first, epochs, reduction)
+        if total_cost(stages) > budget:
+            break
+        best = stages
+    return _spend_rest(best, budget)
+
+
+def _halving(first: int, epochs: list[int], reduction: float) -> list[PlannedStage]:
+    stages = [PlannedStage(trials=first, epochs=epochs[0])]
+    for e in epochs[1:]:
+        kept = max(1, math.ceil(stages[-1].trials / reduction))
+        stages.append(PlannedStage(trials=kept, epochs=e, promote=kept, keep_top=kept))
+    return stages
+
+
+def _spend_rest(stages: list[PlannedStage], budget: int) -> list[PlannedStage]:
+    """Spend what is left on new trials in the narrowed ranges, latest stage first: they are
+    trained longest on the best-informed ranges."""
+    stages = list(stages)
+    for k in range(len(stages) - 1, 0, -1):
+        left = budget - total_cost(stages)
+        extra = left // stages[k].epochs
+        if extra > 0:
+            s = stages[k]
+            stages[k] = PlannedStage(s.trials + extra, s.epochs, s.promote, s.keep_top)
+    left = budget - total_cost(stages)
+    if left >= stages[0].epochs:
+        s = stages[0]
+        stages[0] = PlannedStage(s.trials + left // s.epochs, s.epochs)
+    return stages
+
+
+def total_cost(stages: list[PlannedStage]) -> int:
+    """The epochs a layout trains if every trial runs its stage to the end."""
+    cost, previous = 0, 0
+    for stage in stages:
+        cost += stage.cost(previous)
+        previous = stage.epochs
+    return cost

@@ -1,0 +1,40 @@
+"""Budget mode's layout: the planned epochs spend the budget, the finalists reach max_epochs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from master.budget import lay_out, rungs, total_cost
+
+
+@pytest.mark.parametrize("reduction", [2.0, 3.0, 4.0])
+@pytest.mark.parametrize("max_epochs", [1, 3, 10, 27, 80, 200])
+@pytest.mark.parametrize("factor", [4, 5, 10, 37, 125])
+def test_a_layout_spends_the_budget_within_5_percent(
+    reduction: float, max_epochs: int, factor: int
+) -> None:
+    budget = factor * max_epochs
+    stages = lay_out(budget, max_epochs, None, reduction)
+    assert 0.95 * budget <= total_cost(stages) <= budget
+    assert stages[-1].epochs == max_epochs and stages[0].promote == 0
+    for before, stage in zip(stages, stages[1:], strict=False):
+        assert stage.epochs > before.epochs and stage.epochs == int(stage.epochs)
+        assert 1 <= stage.promote <= min(stage.trials, before.trials)
+        assert stage.promote <= math.ceil(before.trials / reduction)  # the best 1/reduction
+
+
+def test_the_stages_divide_max_epochs_by_the_reduction_down_to_min_epochs() -> None:
+    assert rungs(80, None, 3.0) == [3, 9, 27, 80]
+    assert rungs(80, 1, 3.0) == [1, 3, 9, 27, 80]
+    assert rungs(80, 5, 2.0) == [5, 10, 20, 40, 80]
+    assert rungs(10, 10, 3.0) == [10]
+
+
+def test_the_issue_example_budget() -> None:
+    stages = lay_out(800, 80)
+    assert [(s.trials, s.epochs, s.promote) for s in stages] == [
+        (81, 3, 0), (29, 9, 27), (11, 27, 9), (3, 80, 3),
+    ]  # fmt: skip
+    assert total_cost(stages) == 798

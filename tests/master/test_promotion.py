@@ -1,0 +1,144 @@
+"""Promotion: a stage trains the previous stage's best on, and the database keeps lineage."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.orm import Session
+
+from core.messages import EventKind, TrialEvent, job_id
+from master.db import Database
+from master.dispatching import _parent_checkpoints, trial_job
+from master.events import apply_events
+from master.models import Stage, Sweep, Trial, TrialStatus
+from master.spec import SweepSpec
+from master.sweeps import advance_if_stage_done, create_sweep
+from master.views import sweep_public
+from tests.master.factories import example_spec
+
+STAGES = [
+    {"trials": 5, "epochs": 2},
+    {"trials": 4, "epochs": 6, "keep_top": 3, "promote": 2},
+]
+
+
+def stage_trials(session: Session, sweep_id: int, stage: int) -> list[Trial]:
+    query = select(Trial).where(Trial.sweep_id == sweep_id, Trial.stage_index == stage)
+    return list(session.scalars(query.order_by(Trial.index)))
+
+
+def end_first_stage(db: Database, outcomes: list[tuple[str, float | None]]) -> int:
+    """A sweep whose first stage ended so: (status, latest val_acc) per trial."""
+    spec = SweepSpec.model_validate(example_spec(stages=STAGES))
+    with db.writing() as session:
+        sweep = create_sweep(session, spec)
+        session.flush()
+        for trial, (status, val_acc) in zip(
+            stage_trials(session, sweep.id, 0), outcomes, strict=True
+        ):
+            trial.status = TrialStatus(status)
+            trial.val_acc = val_acc
+            trial.best_val_acc = val_acc
+            trial.epochs_done = 2.0 if status == "finished" else 0.5
+            trial.checkpoints = [
+                f"sweep/stage0/ep001_t{trial.id}.npz",
+                f"sweep/stage0/ep002_t{trial.id}.npz",
+            ]
+        return sweep.id
+
+
+def test_the_best_finished_trials_are_trained_on_and_the_rest_sampled(db: Database) -> None:
+    sweep_id = end_first_stage(
+        db,
+        [("finished", 0.5), ("finished", 0.8), ("exploded", None), ("finished", 0.7),
+         ("finished", 0.6)],
+    )  # fmt: skip
+    with db.writing() as session:
+        assert advance_if_stage_done(session, sweep_id)
+    with db.reading() as session:
+        first = stage_trials(session, sweep_id, 0)
+        second = stage_trials(session, sweep_id, 1)
+        assert len(second) == 4
+        promoted, new = second[:2], second[2:]
+        assert [t.parent_id for t in promoted] == [first[1].id, first[3].id]  # 0.8, then 0.7
+        for child in promoted:
+            parent = session.get_one(Trial, child.parent_id)
+            assert child.hyperparameters == parent.hyperparameters
+            assert child.seed == parent.seed
+            assert child.start_epoch == 2.0 and child.num_epochs == 6.0
+        assert all(t.parent_id is None and t.start_epoch == 0 for t in new)
+        assert {t.seed for t in new}.isdisjoint({t.seed for t in first})
+        # Each promoted trial's job goes on from its parent's latest checkpoint.
+        resume = _parent_checkpoints(session, second)
+        assert resume == {
+            c.id: session.get_one(Trial, c.parent_id).checkpoints[-1] for c in promoted
+        }
+        job = trial_job(promoted[0], session.get_one(Sweep, sweep_id).spec, resume[promoted[0].id])
+        assert job.resume_from == first[1].checkpoints[-1]
+        stage = session.scalars(
+            select(Stage).where(Stage.sweep_id == sweep_id, Stage.index == 1)
+        ).one()
+        assert stage.promote == 2
+        assert not any("finished to be trained on" in w for w in stage.warnings)
+
+
+def test_too_few_finished_trials_promote_what_there_is_and_say_so(db: Database) -> None:
+    sweep_id = end_first_stage(
+        db,
+        [("finished", 0.5), ("exploded", None), ("failed", None), ("stopped", None),
+         ("exploded", None)],
+    )  # fmt: skip
+    with db.writing() as session:
+        assert advance_if_stage_done(session, sweep_id)
+    with db.reading() as session:
+        second = stage_trials(session, sweep_id, 1)
+        assert [t.parent_id is not None for t in second] == [True, False, False, False]
+        stage = session.scalars(
+            select(Stage).where(Stage.sweep_id == sweep_id, Stage.index == 1)
+        ).one()
+        assert any("only 1 trials of stage 0 finished" in w for w in stage.warnings), stage.warnings
+
+
+def test_epochs_trained_count_a_promoted_trial_own_epochs_only(db: Database) -> None:
+    sweep_id = end_first_stage(db, [("finished", 0.5 + k / 10) for k in range(5)])
+    with db.writing() as session:
+        advance_if_stage_done(session, sweep_id)
+        for trial in stage_trials(session, sweep_id, 1):
+            trial.status = TrialStatus.FINISHED
+            trial.epochs_done = 6.0
+    with db.reading() as session:
+        sweep = session.get_one(Sweep, sweep_id)
+        # 5 x 2 in stage 0, then 2 promoted x (6 - 2) and 2 new x 6.
+        assert sweep_public(session, sweep).epochs_trained == 10 + 8 + 12
+
+
+def test_a_promoted_trial_that_could_not_go_on_counts_every_epoch(db: Database) -> None:
+    sweep_id = end_first_stage(db, [("finished", 0.5 + k / 10) for k in range(5)])
+    with db.writing() as session:
+        advance_if_stage_done(session, sweep_id)
+        child = stage_trials(session, sweep_id, 1)[0]
+        child.attempts, child.job_id = 1, job_id(child.id, 1)
+    started = TrialEvent(EventKind.STARTED, child.id, 1, {"worker": "w", "resumed_from_epoch": 0.0})
+    with db.writing() as session:
+        apply_events(session, [started])
+    with db.reading() as session:
+        trial = session.get_one(Trial, child.id)
+        assert trial.start_epoch == 0.0
+        assert trial.reason is not None and f"trial {trial.parent_id}'s checkpoint" in trial.reason
+
+
+def test_a_database_of_an_older_version_gets_the_new_columns(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Database(url)
+    old.create_tables()
+    engine = create_engine(url)
+    with engine.begin() as connection:  # as the version before promotion made it
+        connection.execute(text("ALTER TABLE trials DROP COLUMN start_epoch"))
+        connection.execute(text("ALTER TABLE stages DROP COLUMN promote"))
+    assert "start_epoch" not in {c["name"] for c in inspect(engine).get_columns("trials")}
+    old.dispose()
+    Database(url).create_tables()
+    engine.dispose()
+    engine = create_engine(url)
+    assert "start_epoch" in {c["name"] for c in inspect(engine).get_columns("trials")}
+    assert "promote" in {c["name"] for c in inspect(engine).get_columns("stages")}
+    engine.dispose()
