@@ -5,8 +5,9 @@ The name is made and parsed here and nowhere else:
     val0.9540_trial000042_ep005.npz      (fractional epochs: ep000.50)
 
 validation accuracy first, fixed width, so names sort by accuracy. The file holds plain
-arrays (parameters, best and running-average parameters, optimizer state) and one JSON
-entry with the config, the training state and history, and the caller's extra metadata:
+arrays (parameters, best and running-average parameters, optimizer state, the cost of every
+iteration) and one JSON entry with the config, the training state and per-epoch history,
+and the caller's extra metadata:
 no pickles, so any version of the code can read it. Writes go to a hidden temporary file
 in the same directory and are renamed into place, so a crash never leaves a partial file
 under a checkpoint's name.
@@ -30,7 +31,13 @@ from core.config import TrainConfig
 from core.model import FullyConnectedNet
 from core.state import Explosion, History, TrainState, TrainStatus
 
-FORMAT_VERSION = 1
+# 2: the per-iteration costs are an array (as JSON they cost a long run more to write each
+# epoch than the rest of the checkpoint), the best and averaged parameters flat; format 1
+# files still load.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+LOSS_KEY = "history/loss"
+BEST_KEY, AVERAGE_KEY = "best", "average"  # flat; format 1 stored them per parameter
 NAME_PATTERN = re.compile(
     r"^val(?P<val_acc>[01]\.\d{4})_trial(?P<trial_id>\d{6,})_ep(?P<epoch>\d{3,}(?:\.\d{2})?)\.npz$"
 )
@@ -94,15 +101,13 @@ def save_checkpoint(
     so that `np.load` alone reads a model; optimizer state is stored flat, as the rule keeps it.
     """
     path = Path(path)
-    arrays: dict[str, np.ndarray] = {}
-    for prefix, flat in (
-        ("params", model.flat),
-        ("best", state.best_flat),
-        ("average", state.average_flat),
-    ):
+    arrays: dict[str, np.ndarray] = {
+        f"params/{name}": array for name, array in model.views(model.flat).items()
+    }
+    # The trainer's copies, flat as it keeps them: fewer archive entries to write every epoch.
+    for key, flat in ((BEST_KEY, state.best_flat), (AVERAGE_KEY, state.average_flat)):
         if flat is not None:
-            for name, array in model.views(flat).items():
-                arrays[f"{prefix}/{name}"] = array
+            arrays[key] = flat
     optim_scalars: dict[str, Any] = {}
     for key, value in state.optim_config.items():
         if isinstance(value, np.ndarray):
@@ -111,6 +116,7 @@ def save_checkpoint(
             optim_scalars[key] = value
     if state.order is not None:
         arrays["order"] = state.order
+    arrays[LOSS_KEY] = np.asarray(state.history.loss, dtype=np.float64)
     meta = {
         "format": FORMAT_VERSION,
         "model": {"input_dim": model.input_dim, "num_classes": model.num_classes},
@@ -134,7 +140,7 @@ def _state_to_dict(state: TrainState, optim_scalars: dict[str, Any]) -> dict[str
         "explosion": None if explosion is None else vars(explosion),
         "rng_state": state.rng_state,
         "optim": optim_scalars,
-        "history": state.history.to_dict(),
+        "history": {k: v for k, v in state.history.to_dict().items() if k != "loss"},
         "best_val_acc": state.best_val_acc,
         "best_epoch": state.best_epoch,
         "average_every": state.average_every,
@@ -178,8 +184,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: not an hpsearch checkpoint (no {META_KEY} entry)")
     try:
         meta = json.loads(arrays.pop(META_KEY).tobytes())
-        if meta.get("format") != FORMAT_VERSION:
-            raise CheckpointError(f"{path}: format {meta.get('format')!r} is not {FORMAT_VERSION}")
+        if meta.get("format") not in READABLE_FORMATS:
+            raise CheckpointError(
+                f"{path}: format {meta.get('format')!r} is not one this version reads "
+                f"({', '.join(map(str, READABLE_FORMATS))})"
+            )
         return _rebuild(meta, arrays)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, CheckpointError):
@@ -191,12 +200,15 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
     config = TrainConfig.from_dict(meta["config"])
     groups: dict[str, dict[str, np.ndarray]] = {"params": {}, "best": {}, "average": {}}
     s = meta["state"]
+    history = dict(s["history"])
+    if LOSS_KEY in arrays:  # format 2; format 1 kept the costs in the JSON
+        history["loss"] = arrays.pop(LOSS_KEY).tolist()
     optim_config: dict[str, Any] = dict(s["optim"])
     for key, array in arrays.items():
         prefix, _, rest = key.partition("/")
         if prefix == "optim":
             optim_config[rest] = array
-        elif prefix in groups:
+        elif prefix in groups and rest:
             groups[prefix][rest] = array
     model = FullyConnectedNet(
         meta["model"]["input_dim"],
@@ -219,12 +231,23 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
         rng_state=s["rng_state"],
         order=arrays.get("order"),
         optim_config=optim_config,
-        history=History.from_dict(s["history"]),
+        history=History.from_dict(history),
         best_val_acc=s["best_val_acc"],
         best_epoch=s["best_epoch"],
-        best_flat=model.flatten(groups["best"]) if groups["best"] else None,
-        average_flat=model.flatten(groups["average"]) if groups["average"] else None,
+        best_flat=_flat(model, arrays.get(BEST_KEY), groups["best"]),
+        average_flat=_flat(model, arrays.get(AVERAGE_KEY), groups["average"]),
         average_every=s["average_every"],
         average_keep=s["average_keep"],
     )
     return Checkpoint(model, state, meta["extra"])
+
+
+def _flat(
+    model: FullyConnectedNet, flat: np.ndarray | None, per_name: dict[str, np.ndarray]
+) -> np.ndarray | None:
+    """A parameter-shaped copy, stored flat (format 2) or per parameter (format 1)."""
+    if flat is not None:
+        if flat.shape != model.flat.shape:
+            raise ValueError(f"{flat.shape} parameters where the model has {model.flat.shape}")
+        return np.array(flat, dtype=model.flat.dtype)
+    return model.flatten(per_name) if per_name else None

@@ -21,7 +21,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from core.messages import EVENT_STREAM, Ended, EndStatus, TrialEvent
+from core.messages import EVENT_STREAM, Ended, EndStatus, EventKind, TrialEvent
 from master.db import Database, DatabaseUnavailable
 from master.events import apply_event, apply_events
 
@@ -31,6 +31,11 @@ GROUP = "hpsearch-master"
 # events as its own.
 CONSUMER = "master"
 BATCH = 200
+# Applying events one transaction each cost the master 3 ms of CPU per epoch event (SQLite,
+# a 256x256 model's epoch is 50 ms), against 0.3 ms in batches of 8: so a read that brings
+# only progress (STARTED, EPOCH) waits this long for more to apply with it. An ENDED event
+# is applied at once: the next stage and the next trial's dispatch wait on it.
+LINGER_SECONDS = 0.5
 # Events that could not be applied (a bug, or a worker of another version), kept with the
 # error for a look instead of being dropped without a trace once acknowledged.
 UNAPPLIED_STREAM = "hpsearch:events:unapplied"
@@ -56,9 +61,10 @@ class Backlog:
 
 
 class EventConsumer:
-    def __init__(self, db: Database, redis: Redis) -> None:
+    def __init__(self, db: Database, redis: Redis, linger_seconds: float = LINGER_SECONDS) -> None:
         self.db = db
         self.redis = redis
+        self.linger_seconds = linger_seconds
         self._group_ready = False
         self._pending_done = False
 
@@ -78,15 +84,18 @@ class EventConsumer:
             entries = self._read(">", block_ms)
         if not entries:
             return Consumed()
-        events = []
-        for entry_id, fields in entries:
-            try:
-                event = TrialEvent.from_fields(fields)
-                event.message  # noqa: B018 - parsed here so that a malformed one is set aside
-                events.append(event)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("a malformed event %s; kept in %s: %s", entry_id, UNAPPLIED_STREAM, exc)
-                self._keep_unapplied(fields, exc)
+        events = self._parse(entries)
+        if self._pending_done:
+            deadline = time.monotonic() + self.linger_seconds
+            while len(entries) < BATCH and not any(e.kind is EventKind.ENDED for e in events):
+                left_ms = int(1000 * (deadline - time.monotonic()))
+                if left_ms <= 0:
+                    break
+                more = self._read(">", left_ms, BATCH - len(entries))
+                if not more:
+                    break
+                entries += more
+                events += self._parse(more)
         ended_sweeps = self._apply(events)
         ids = [entry_id for entry_id, _ in entries]
         with self.redis.pipeline() as pipe:
@@ -99,11 +108,25 @@ class EventConsumer:
         )
         return Consumed(len(entries), ended_sweeps, requeued)
 
-    def _read(self, start_id: str, block_ms: int) -> list[tuple[Any, dict[Any, Any]]]:
+    def _read(
+        self, start_id: str, block_ms: int, count: int = BATCH
+    ) -> list[tuple[Any, dict[Any, Any]]]:
         reply: Any = self.redis.xreadgroup(
-            GROUP, CONSUMER, {EVENT_STREAM: start_id}, count=BATCH, block=block_ms or None
+            GROUP, CONSUMER, {EVENT_STREAM: start_id}, count=count, block=block_ms or None
         )
-        return reply[0][1] if reply else []
+        return list(reply[0][1]) if reply else []
+
+    def _parse(self, entries: list[tuple[Any, dict[Any, Any]]]) -> list[TrialEvent]:
+        events = []
+        for entry_id, fields in entries:
+            try:
+                event = TrialEvent.from_fields(fields)
+                event.message  # noqa: B018 - parsed here so that a malformed one is set aside
+                events.append(event)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("a malformed event %s; kept in %s: %s", entry_id, UNAPPLIED_STREAM, exc)
+                self._keep_unapplied(fields, exc)
+        return events
 
     def all_applied(self) -> bool:
         """Whether every event appended to the stream so far has been applied: delivered to

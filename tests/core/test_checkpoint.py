@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -156,3 +157,30 @@ def test_every_kind_of_damage_is_a_checkpoint_error_naming_the_file(
         # A flip in bytes nothing reads (zip padding, a header field) may leave it usable.
         assert loaded.state.history == load_checkpoint(good).state.history, what
     assert refused >= len(damaged) - 10  # nearly every flip is caught (by zip's CRC)
+
+
+def test_a_format_1_checkpoint_with_its_costs_in_the_json_still_loads(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    config = TrainConfig(num_epochs=2, hidden_sizes=(20,))
+    model = build_model(config, digits)
+    state = train(model, digits, config)
+    path = save_checkpoint(tmp_path / "new.npz", model, state)
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    assert arrays[ckpt.LOSS_KEY].tolist() == state.history.loss
+    # The same checkpoint as format 1 wrote it: the costs in the JSON, no array.
+    meta = json.loads(arrays.pop(ckpt.META_KEY).tobytes())
+    meta["format"] = 1
+    meta["state"]["history"]["loss"] = arrays.pop(ckpt.LOSS_KEY).tolist()
+    arrays[ckpt.META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)  # type: ignore[arg-type]
+    loaded = load_checkpoint(old)
+    assert loaded.state.history == state.history
+    np.testing.assert_array_equal(loaded.model.flat, model.flat)
+    meta["format"] = 3
+    arrays[ckpt.META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(old, **arrays)  # type: ignore[arg-type]
+    with pytest.raises(CheckpointError, match="format 3 is not one this version reads"):
+        load_checkpoint(old)

@@ -3,6 +3,7 @@ what becomes of an event that cannot be applied."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,23 @@ def test_a_malformed_event_is_kept_with_its_error_and_the_rest_applied(
     assert consumer.backlog().unapplied == 1
     with consumer.db.reading() as session:  # the good one of the batch is applied
         assert session.get_one(Trial, trial_id).worker == "w"
+
+
+def test_progress_waits_for_more_events_and_an_end_is_applied_at_once(
+    consumer: EventConsumer, redis: Redis
+) -> None:
+    trial_id = a_running_trial(consumer)
+    consumer.linger_seconds = 60.0
+    send(redis, TrialEvent(EventKind.STARTED, trial_id, 1, {"worker": "w"}))
+    consumed: list[Any] = []
+    step = threading.Thread(target=lambda: consumed.append(consumer.step()))
+    step.start()
+    epoch = {"epoch": 1.0, "train_acc": 0.5, "val_acc": 0.4, "loss": [1.0]}
+    send(redis, TrialEvent(EventKind.EPOCH, trial_id, 1, epoch))
+    send(redis, TrialEvent(EventKind.ENDED, trial_id, 1, {"status": "finished"}))
+    step.join(timeout=30)
+    assert not step.is_alive(), "the ENDED event did not end the wait for more"
+    # One step, one transaction: the progress waited for the end to be applied with it.
+    assert consumed[0].read == 3 and consumed[0].ended_sweeps
+    with consumer.db.reading() as session:
+        assert session.get_one(Trial, trial_id).status == "finished"
