@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -92,13 +93,37 @@ def _start_stage(
     space: Space,
     warnings: list[str],
     promoted: list[Trial],
+    early: int = 0,
 ) -> None:
-    """Plan the stage: first the `promoted` trials of the stage before, trained on, then
-    new trials sampled in `space` up to the stage's count."""
+    """Plan the stage: the `promoted` trials of the stage before, trained on (after the
+    `early` ones promoted before it was planned), then new trials sampled in `space` up to
+    the stage's count."""
     stage.space = space_to_json(space)
     stage.warnings = warnings
     stage.status = StageStatus.RUNNING
     stage.planned_at = utcnow()
+    _add_promoted(session, sweep, stage, promoted, early)
+    first_new = early + len(promoted)
+    rng = stage_rng(spec.seed, stage.index)
+    drawn = sample_trials(
+        space, spec.base_hyperparameters(), stage.trials - first_new, rng, spec.sampler
+    )
+    session.add_all(
+        Trial(
+            sweep_id=sweep.id,
+            stage_index=stage.index,
+            index=i,
+            hyperparameters=hyperparameters,
+            seed=trial_seed(spec.seed, stage.index, i),
+            num_epochs=stage.epochs,
+        )
+        for i, hyperparameters in enumerate(drawn, start=first_new)
+    )
+
+
+def _add_promoted(
+    session: Session, sweep: Sweep, stage: Stage, parents: list[Trial], first_index: int
+) -> None:
     session.add_all(
         Trial(
             sweep_id=sweep.id,
@@ -110,23 +135,38 @@ def _start_stage(
             seed=parent.seed,  # the same run, trained on: the same seed
             num_epochs=stage.epochs,
         )
-        for i, parent in enumerate(promoted)
+        for i, parent in enumerate(parents, start=first_index)
     )
-    rng = stage_rng(spec.seed, stage.index)
-    drawn = sample_trials(
-        space, spec.base_hyperparameters(), stage.trials - len(promoted), rng, spec.sampler
-    )
-    session.add_all(
-        Trial(
-            sweep_id=sweep.id,
-            stage_index=stage.index,
-            index=i,
-            hyperparameters=hyperparameters,
-            seed=trial_seed(spec.seed, stage.index, i),
-            num_epochs=stage.epochs,
-        )
-        for i, hyperparameters in enumerate(drawn, start=len(promoted))
-    )
+
+
+def promote_early(session: Session, sweep: Sweep, first_stage: int) -> bool:
+    """Train on, before their stage ends, the trials sure to be promoted whatever its open
+    trials do: a finished trial ranked r among its stage's finished ones, with n trials of
+    the stage still open (or not sampled yet), is in the best `promote` once r + n <=
+    promote. The next stage then starts on idle workers instead of waiting for the last
+    trial of this one, and promotes exactly the trials it would have promoted at the end.
+    Returns whether it promoted any."""
+    changed = False
+    for stage, following in pairwise(sweep.stages[first_stage:]):
+        if following.status != StageStatus.PENDING or not following.promote:
+            continue
+        trials = _stage_trials(session, sweep.id, stage.index)
+        still_open = stage.trials - sum(1 for t in trials if t.status.is_final)
+        ranked = promotion(trials, following.promote)
+        sure = ranked[: max(0, following.promote - still_open)]
+        children = _stage_trials(session, sweep.id, following.index)
+        done = {c.parent_id for c in children}
+        new = [t for t in sure if t.id not in done]
+        if new:
+            _add_promoted(session, sweep, following, new, len(children))
+            session.flush()
+            changed = True
+    return changed
+
+
+def _stage_trials(session: Session, sweep_id: int, stage_index: int) -> list[Trial]:
+    query = select(Trial).where(Trial.sweep_id == sweep_id, Trial.stage_index == stage_index)
+    return list(session.scalars(query.order_by(Trial.index)))
 
 
 def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
@@ -138,6 +178,7 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
     stage = next((s for s in sweep.stages if s.status == StageStatus.RUNNING), None)
     if stage is None:
         return False
+    promoted_early = promote_early(session, sweep, stage.index)
     open_trials = session.scalar(
         select(func.count())
         .select_from(Trial)
@@ -148,7 +189,7 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
         )
     )
     if open_trials:
-        return False
+        return promoted_early
     stage.status = StageStatus.FINISHED
     if stage.index + 1 >= len(sweep.stages):
         sweep.status = SweepStatus.FINISHED
@@ -156,9 +197,7 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
         return True
     spec = SweepSpec.stored(sweep.spec)
     following = sweep.stages[stage.index + 1]
-    trials = session.scalars(
-        select(Trial).where(Trial.sweep_id == sweep.id, Trial.stage_index == stage.index)
-    ).all()
+    trials = _stage_trials(session, sweep.id, stage.index)
     results = [
         TrialResult(t.hyperparameters, t.status, t.best_val_acc, t.epochs_done) for t in trials
     ]
@@ -177,7 +216,9 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
             f"only {len(promoted)} trials of stage {stage.index} finished to be trained on "
             f"(of {following.promote} asked): stage {following.index} samples the rest anew"
         )
-    _start_stage(session, sweep, spec, following, plan.space, warnings, promoted)
+    early = {c.parent_id for c in _stage_trials(session, sweep.id, following.index)}
+    rest = [t for t in promoted if t.id not in early]
+    _start_stage(session, sweep, spec, following, plan.space, warnings, rest, len(early))
     return True
 
 

@@ -142,3 +142,42 @@ def test_a_database_of_an_older_version_gets_the_new_columns(tmp_path) -> None:
     assert "start_epoch" in {c["name"] for c in inspect(engine).get_columns("trials")}
     assert "promote" in {c["name"] for c in inspect(engine).get_columns("stages")}
     engine.dispose()
+
+
+def finish_trial(session: Session, trial: Trial, val_acc: float) -> None:
+    trial.status = TrialStatus.FINISHED
+    trial.val_acc = trial.best_val_acc = val_acc
+    trial.epochs_done = trial.num_epochs
+    trial.checkpoints = [f"sweep/stage{trial.stage_index}/ep{trial.num_epochs:g}_t{trial.id}.npz"]
+
+
+def test_trials_sure_to_be_promoted_start_before_their_stage_ends(db: Database) -> None:
+    spec = SweepSpec.model_validate(example_spec(stages=STAGES))  # 5 trials, then promote 2
+    with db.writing() as session:
+        sweep_id = create_sweep(session, spec).id
+    with db.writing() as session:
+        first = stage_trials(session, sweep_id, 0)
+        for trial, val_acc in zip(first[:3], (0.9, 0.8, 0.7), strict=True):
+            finish_trial(session, trial, val_acc)
+        # 2 open trials could still beat every finished one: nobody is sure yet.
+        assert not advance_if_stage_done(session, sweep_id)
+        finish_trial(session, first[3], 0.1)
+        # 1 open trial: the 0.9 one stays in the best 2 whatever it does.
+        assert advance_if_stage_done(session, sweep_id)
+        [early] = stage_trials(session, sweep_id, 1)
+        assert early.parent_id == first[0].id and early.status == TrialStatus.QUEUED
+        stage = session.scalars(
+            select(Stage).where(Stage.sweep_id == sweep_id, Stage.index == 1)
+        ).one()
+        assert stage.status == "pending"  # planned, and its new trials sampled, at the end
+        assert not advance_if_stage_done(session, sweep_id)  # nothing more is sure
+    with db.writing() as session:
+        finish_trial(session, stage_trials(session, sweep_id, 0)[4], 0.85)
+        assert advance_if_stage_done(session, sweep_id)
+    with db.reading() as session:
+        second = stage_trials(session, sweep_id, 1)
+        first = stage_trials(session, sweep_id, 0)
+        # The same two as promoted at the end: 0.9 early, then 0.85; each once.
+        assert [t.parent_id for t in second[:2]] == [first[0].id, first[4].id]
+        assert [t.parent_id for t in second[2:]] == [None, None]
+        assert [t.index for t in second] == [0, 1, 2, 3]
