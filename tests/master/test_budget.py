@@ -38,3 +38,14 @@ def test_the_issue_example_budget() -> None:
         (81, 3, 0), (29, 9, 27), (11, 27, 9), (3, 80, 3),
     ]  # fmt: skip
     assert total_cost(stages) == 798
+
+
+def test_the_readme_claim_every_max_epochs_up_to_100() -> None:
+    """Within 5% whenever the budget is at least 4x max_epochs and 20 epochs."""
+    for max_epochs in range(1, 101):
+        for budget in {4 * max_epochs, 4 * max_epochs + 1, 7 * max_epochs + 3, 20, 21}:
+            if budget < max(4 * max_epochs, 20):
+                continue
+            for reduction in (2.0, 3.0, 4.0):
+                cost = total_cost(lay_out(budget, max_epochs, None, reduction))
+                assert 0.95 * budget <= cost <= budget, (budget, max_epochs, reduction, cost)
