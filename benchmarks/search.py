@@ -1,187 +1,399 @@
-"""Search quality for an equal budget of epochs: coarse-to-fine against its alternatives.
+"""Search quality at equal compute: hpsearch's stages against random search and Optuna.
 
-    python benchmarks/search.py [--seeds 5] [--workers 2]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 benchmarks/search.py [--seeds 5]
+        [--budget 800] [--workers 2] [--datasets classification shells digits]
+        [--methods budget budget-sobol stages promote random tpe-hyperband tpe
+                   tpe-hyperband-parallel]
 
-On digits, over the notes' wide ranges (learning_rate 10**U(-6, 1), reg 10**U(-5, 5)), each
-method gets the same budget of 370 training epochs, for each seed:
-(a) coarse-to-fine: the 3-stage sweep of examples/digits.yaml (60 x 1 epoch, then 30 x 5
-    around the best 10, then 8 x 20 around the best 5), through the real system
-    (`hpsearch up`, its workers in separate processes);
-(b) random search: one stage of 37 trials x 10 epochs, through the same system;
-(c) (a) without the explosion kill (explode_factor 1e300: only a NaN cost ends a run), with
-    the share of the epochs trained that went to runs whose cost exceeded 3x their first;
-(d) Optuna's TPE sampler (when optuna is importable), 37 trials x 10 epochs driving the same
-    core in this one process, with the same explosion kill (in-memory storage: Optuna's
-    fastest).
-It prints, per method, the best validation accuracy (median, min and max over seeds), the
-wall time (median), and the share of trained epochs spent on exploding runs.
+Every method searches the same space for a 256x256 MLP trained with Adam (learning_rate
+10**U(-5, -1), reg 10**U(-7, 0), dropout U(0, 0.7); benchmarks/search_problem.py) with the
+same budget of --budget training epochs (800), no trial longer than 80, for each of --seeds
+seeds (the sweep's seed, or the sampler's and the runs' for Optuna):
+  budget                 (1) hpsearch's budget mode: `"budget": {"epochs": 800, "max_epochs":
+                         80}` in place of stages, laid out by the master (for --workers)
+  budget-sobol           (1s) (1) with `"sampler": "sobol"`
+  stages                 (2) hpsearch, 3 hand-written stages without promotion: 40 x 2 epochs,
+                         16 x 15 around the best 8, 6 x 80 around the best 4
+  promote                (3) hpsearch, 4 hand-written stages with promotion: 71 x 3 epochs,
+                         then 26 x 9 of which the best 16 go on from their checkpoints, 8 x 27
+                         (6 go on), 4 x 80 (3 go on); the new trials sample narrowed ranges
+  random                 (4) hpsearch, random search: one stage of 10 x 80 epochs
+  tpe-hyperband          (5) Optuna: seeded TPE + Hyperband (rungs 3, 9, 27, 80 epochs),
+                         trials of up to 80 epochs, in this one process
+  tpe                    (6) Optuna: seeded TPE alone, 40 trials x 20 epochs, in this process
+  tpe-hyperband-parallel (7) (5) in --workers processes sharing a journal file
+hpsearch runs as a user runs it (`hpsearch up` with --workers workers, each in its own
+process; benchmarks/dispatch.py's System); Optuna drives core/ directly. Another --budget
+scales the trial counts. Datasets (generated, no network): classification and shells, which
+are not saturated; digits (saturated) as a quick smoke row.
+
+Per method and dataset it prints the best validation accuracy of any epoch of any trial
+(median, min and max over seeds), the wall time (hpsearch: the sweep's creation to its end
+in the database; Optuna: the optimize calls, without starting Python), the CPU time of every
+process (hpsearch: master, workers and Redis, from /proc), the epochs trained (a promoted
+trial's inherited epochs not counted) and the worker utilization: the time spent training
+trials (hpsearch: each trial's start to its end; Optuna: inside the objective) over workers
+(or processes) x wall time. A method whose sweep is refused (e.g. a spec field this version
+of the master does not know) prints the error and is skipped.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
-from typing import Any
+
+# CPU-seconds would count the spinning of idle BLAS threads: one thread per process on both
+# sides. Set before NumPy is first imported; `hpsearch up`'s workers and the Optuna
+# processes inherit it (hpsearch up keeps the thread count a user sets).
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+os.environ.update(dict.fromkeys(BLAS_THREAD_VARIABLES, "1"))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sqlalchemy import select  # noqa: E402
 
 from benchmarks.blas import describe_blas  # noqa: E402
 from benchmarks.dispatch import System  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
-from core.data import load_dataset  # noqa: E402
-from core.trainer import build_model, train  # noqa: E402
-from master.models import Sweep, Trial, TrialEpoch  # noqa: E402
+from benchmarks.search_problem import (  # noqa: E402
+    DATASETS,
+    DEFAULT_DATASETS,
+    EXPLODE_FACTOR,
+    FIXED,
+    MAX_EPOCHS,
+    MODEL,
+    SPACE,
+    Outcome,
+)
+from master.models import Sweep, Trial  # noqa: E402
 
-MODEL = {"hidden_sizes": [100], "loss": "softmax"}
-FIXED = {"update": "momentum", "momentum": 0.9, "batch_size": 100, "lr_decay": 0.95}
-LOW_HIGH = {"learning_rate": (1e-6, 10.0), "reg": (1e-5, 1e5)}
-COARSE_TO_FINE = [
-    {"trials": 60, "epochs": 1},
-    {"trials": 30, "epochs": 5, "keep_top": 10},
-    {"trials": 8, "epochs": 20, "keep_top": 5},
+DESIGN_BUDGET = 800  # the hand-written stages below spend this; another budget scales them
+THREE_STAGES = [  # 80 + 240 + 480 epochs
+    {"trials": 40, "epochs": 2},
+    {"trials": 16, "epochs": 15, "keep_top": 8},
+    {"trials": 6, "epochs": 80, "keep_top": 4},
 ]
-RANDOM_TRIALS, RANDOM_EPOCHS = 37, 10  # the same 370 epochs in one stage
-EXPLODE_FACTOR = 3.0
-NO_KILL = 1e300  # only a non-finite cost ends a run
+PROMOTING_STAGES = [  # 213 + (16 x 6 + 10 x 9) + (6 x 18 + 2 x 27) + (3 x 53 + 80) = 800
+    {"trials": 71, "epochs": 3},
+    {"trials": 26, "epochs": 9, "keep_top": 16, "promote": 16},
+    {"trials": 8, "epochs": 27, "keep_top": 6, "promote": 6},
+    {"trials": 4, "epochs": 80, "keep_top": 3, "promote": 3},
+]
+STALL_SECONDS = 180.0  # a sweep none of whose trials progressed this long is given up
+# As often as `hpsearch submit --watch` asks: each answer costs the master CPU that the
+# workers, on the same cores, would otherwise train with.
+POLL_SECONDS = 1.0
+HPSEARCH_METHODS = {
+    "budget": "(1) hpsearch, budget mode",
+    "budget-sobol": "(1s) hpsearch, budget mode, Sobol sampler",
+    "stages": "(2) hpsearch, 3 stages",
+    "promote": "(3) hpsearch, 4 stages with promotion",
+    "random": "(4) hpsearch, random search",
+}
+OPTUNA_METHODS = {
+    "tpe-hyperband": "(5) Optuna TPE + Hyperband",
+    "tpe": "(6) Optuna TPE alone",
+    "tpe-hyperband-parallel": "(7) Optuna TPE + Hyperband, N processes",
+}
 
 
-def spec(name: str, seed: int, stages: list[dict[str, Any]], explode: float) -> dict[str, Any]:
+@dataclass
+class Results:
+    """Every method's outcomes on one dataset, and the methods that could not run."""
+
+    outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def stage_plan(method: str, budget: int) -> dict[str, Any]:
+    """The part of the sweep spec that says how `method` spends the budget."""
+    if method in ("budget", "budget-sobol"):
+        return {"budget": {"epochs": budget, "max_epochs": MAX_EPOCHS}}
+    if method == "stages":
+        return {"stages": scaled(THREE_STAGES, budget / DESIGN_BUDGET)}
+    if method == "promote":
+        return {"stages": scaled(PROMOTING_STAGES, budget / DESIGN_BUDGET)}
+    # random search: trials of the most epochs one trial trains
+    return {"stages": [{"trials": max(1, budget // MAX_EPOCHS), "epochs": min(MAX_EPOCHS, budget)}]}
+
+
+def scaled(stages: list[dict[str, Any]], factor: float) -> list[dict[str, Any]]:
+    """The stages with `factor` times the trials (and kept and promoted ones), each count
+    kept within what the stage and the one before it have."""
+    out: list[dict[str, Any]] = []
+    for stage in stages:
+        new = {**stage, "trials": max(1, round(stage["trials"] * factor))}
+        for name in ("keep_top", "promote"):
+            if name in stage:
+                new[name] = max(1, min(round(stage[name] * factor), out[-1]["trials"]))
+        if "promote" in new:
+            new["promote"] = min(new["promote"], new["trials"])
+        out.append(new)
+    return out
+
+
+def planned_epochs(stages: list[dict[str, Any]]) -> float:
+    """What stages train if no trial ends early: new trials train the stage's epochs,
+    promoted ones only those beyond the stage before."""
+    total, previous = 0.0, 0.0
+    for stage in stages:
+        promoted = stage.get("promote", 0)
+        total += (stage["trials"] - promoted) * stage["epochs"]
+        total += promoted * (stage["epochs"] - previous)
+        previous = stage["epochs"]
+    return total
+
+
+def describe_stages(stages: list[dict[str, Any]]) -> str:
+    """E.g. "71x3, 26x9 (16 on), 8x27 (6 on)": trials x epochs, how many trained on."""
+    return ", ".join(
+        f"{s['trials']}x{s['epochs']:g}" + (f" ({s['promote']} on)" if s.get("promote") else "")
+        for s in stages
+    )
+
+
+def sweep_spec(dataset: str, seed: int, method: str, budget: int) -> dict[str, Any]:
     return {
-        "name": name,
-        "dataset": "digits",
+        "name": f"search-{method}-seed{seed}",
+        "dataset": dataset,
         "model": MODEL,
         "fixed": FIXED,
-        "space": {
-            name: {"dist": "loguniform", "low": low, "high": high}
-            for name, (low, high) in LOW_HIGH.items()
-        },
-        "stages": stages,
-        "explode_factor": explode,
+        "space": SPACE,
+        **stage_plan(method, budget),
+        "sampler": "sobol" if method.endswith("-sobol") else "random",
+        "explode_factor": EXPLODE_FACTOR,
         "seed": seed,
     }
 
 
-def through_system(system: System, sweep: dict[str, Any]) -> dict[str, float]:
-    sweep_id = system.submit(sweep)
-    system.wait(sweep_id, poll=0.2)
-    with system.db.reading() as session:
-        row = session.get(Sweep, sweep_id)
-        assert row is not None and row.finished_at is not None, sweep_id
-        wall = (row.finished_at - row.created_at).total_seconds()
-        trials = session.scalars(select(Trial).where(Trial.sweep_id == sweep_id)).all()
-        losses: dict[int, list[float | None]] = {}
-        for trial_id, loss in session.execute(
-            select(TrialEpoch.trial_id, TrialEpoch.loss)
-            .join(Trial, Trial.id == TrialEpoch.trial_id)
-            .where(Trial.sweep_id == sweep_id)
-            .order_by(TrialEpoch.epoch)
-        ):
-            losses.setdefault(trial_id, []).extend(loss)
-    epochs = sum(t.epochs_done for t in trials)
-    wasted = sum(t.epochs_done for t in trials if _exploded(t, losses.get(t.id, [])))
-    best = max((t.best_val_acc for t in trials if t.best_val_acc is not None), default=0.0)
-    return {"best": best, "wall": wall, "epochs": epochs, "exploded_share": wasted / epochs}
+class Skipped(RuntimeError):
+    """A method could not run: the master refused its sweep (e.g. a field this version does
+    not know) or the sweep stopped making progress."""
 
 
-def _exploded(trial: Trial, loss: list[float | None]) -> bool:
-    """Killed for exploding, or (without the kill) a cost above 3x the first at some point."""
-    if trial.status == "exploded":
-        return True
-    finite = [c for c in loss if c is not None]
-    return len(finite) != len(loss) or bool(finite and max(finite) > EXPLODE_FACTOR * finite[0])
-
-
-def optuna_tpe(seed: int) -> dict[str, float] | None:
+def through_system(
+    system: System, workers: int, spec: dict[str, Any], logs: Path
+) -> tuple[Outcome, str]:
+    """One sweep, submitted over REST and waited for: its outcome and a line on its trials."""
+    cpu_before = sum(system.cpu_seconds().values())
     try:
-        import optuna
-    except ImportError:
-        return None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data = load_dataset("digits")
-    epochs_done: list[float] = []
-    exploded: list[float] = []
-
-    def objective(trial: Any) -> float:
-        config = TrainConfig.from_dict(
-            {
-                **MODEL,
-                **FIXED,
-                **{n: trial.suggest_float(n, lo, hi, log=True) for n, (lo, hi) in LOW_HIGH.items()},
-                "num_epochs": RANDOM_EPOCHS,
-                "seed": seed * 1000 + trial.number,
-                "explode_factor": EXPLODE_FACTOR,
-            }
+        sweep_id = system.submit(spec)
+    except urllib.error.HTTPError as exc:
+        raise Skipped(f"sweep refused, {exc.code}: {error_detail(exc)}") from None
+    wait_for(system, sweep_id, logs)
+    cpu = sum(system.cpu_seconds().values()) - cpu_before
+    with system.db.reading() as session:
+        sweep = session.get(Sweep, sweep_id)
+        assert sweep is not None and sweep.finished_at is not None, sweep_id
+        wall = (sweep.finished_at - sweep.created_at).total_seconds()
+        stages = sweep.spec["stages"]  # as laid out, in budget mode
+        trials = session.scalars(select(Trial).where(Trial.sweep_id == sweep_id)).all()
+        busy = sum(
+            (t.finished_at - t.started_at).total_seconds()
+            for t in trials
+            if t.started_at is not None and t.finished_at is not None
         )
-        state = train(build_model(config, data), data, config)
-        epochs_done.append(state.epoch)
-        if state.explosion is not None:
-            exploded.append(state.epoch)
-        return max(state.history.val_acc, default=0.0)
+        outcome = Outcome(
+            best_val_acc=max((t.best_val_acc or 0.0 for t in trials), default=0.0),
+            wall_seconds=wall,
+            cpu_seconds=cpu,
+            epochs=sum(t.epochs_trained for t in trials),
+            utilization=busy / (workers * wall),
+        )
+        counts = Counter(str(t.status) for t in trials)
+        reasons = {t.reason for t in trials if t.status == "failed" and t.reason}
+    note = (
+        f"sweep {sweep.status}, stages {describe_stages(stages)}, planned "
+        f"{planned_epochs(stages):g} epochs; trials "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + (f"; failed: {sorted(reasons)[0][:200]}" if reasons else "")
+    )
+    return outcome, note
 
-    started = time.perf_counter()
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=RANDOM_TRIALS)
-    wall = time.perf_counter() - started
-    epochs = sum(epochs_done)
-    return {
-        "best": float(study.best_value),
-        "wall": wall,
-        "epochs": epochs,
-        "exploded_share": sum(exploded) / epochs,
+
+def error_detail(exc: urllib.error.HTTPError) -> str:
+    """The API's one-line `detail`, or the whole body if it is not the API's JSON."""
+    body = exc.read().decode(errors="replace")
+    try:
+        return str(json.loads(body)["detail"])
+    except (ValueError, KeyError, TypeError):
+        return body
+
+
+def wait_for(system: System, sweep_id: int, logs: Path) -> None:
+    """Until the sweep ends; one whose trials stop progressing (a master that fails to
+    schedule them, say) is cancelled instead of waited for forever."""
+    last: Any = None
+    since = time.monotonic()
+    while (sweep := system.get(f"/api/sweeps/{sweep_id}"))["status"] == "running":
+        progress = (sweep["counts"], sweep.get("epochs_trained"))
+        if progress != last:
+            last, since = progress, time.monotonic()
+        elif time.monotonic() - since > STALL_SECONDS:
+            post(system, f"/api/sweeps/{sweep_id}/cancel")
+            raise Skipped(
+                f"sweep {sweep_id} made no progress for {STALL_SECONDS:.0f} s and was "
+                f"cancelled; the master's last error: {last_error(logs / 'master.log')}"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def post(system: System, path: str) -> None:
+    request = urllib.request.Request(system.url + path, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+def last_error(log: Path) -> str:
+    """The log's last line that names an exception (the log goes with the temporary dir)."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    return next((line for line in reversed(lines) if "Error" in line), "none logged")
+
+
+def run_hpsearch(
+    methods: list[str], dataset: str, seeds: range, args: argparse.Namespace, data_dir: Path
+) -> Results:
+    results = Results()
+    system = System(args.workers, data_dir, None)
+    try:
+        for seed in seeds:
+            for method in methods:
+                if method in results.skipped:
+                    continue
+                label = HPSEARCH_METHODS[method]
+                spec = sweep_spec(dataset, seed, method, args.budget)
+                try:
+                    outcome, note = through_system(system, args.workers, spec, data_dir / "logs")
+                except Skipped as exc:
+                    results.skipped[method] = str(exc)
+                    print(f"  {label}: {exc}; skipped", flush=True)
+                    continue
+                results.outcomes.setdefault(method, []).append(outcome)
+                report(seed, label, outcome, note)
+    finally:
+        system.stop()
+    return results
+
+
+def run_optuna(
+    methods: list[str], dataset: str, seeds: range, args: argparse.Namespace, directory: Path
+) -> Results:
+    results = Results()
+    try:
+        from benchmarks import search_optuna
+    except ImportError:
+        reason = "optuna is not importable (pip install -e '.[bench]' -c constraints.txt)"
+        print(f"  {reason}: the Optuna methods are skipped")
+        results.skipped = dict.fromkeys(methods, reason)
+        return results
+    runs: dict[str, Callable[[int], Outcome]] = {
+        "tpe-hyperband": lambda s: search_optuna.tpe_hyperband(dataset, s, args.budget),
+        "tpe": lambda s: search_optuna.tpe_alone(dataset, s, args.budget),
+        "tpe-hyperband-parallel": lambda s: search_optuna.tpe_hyperband_parallel(
+            dataset, s, args.budget, args.workers, directory
+        ),
     }
+    for seed in seeds:
+        for method in methods:
+            outcome = runs[method](seed)
+            results.outcomes.setdefault(method, []).append(outcome)
+            report(seed, OPTUNA_METHODS[method], outcome, "")
+    return results
+
+
+def report(seed: int, label: str, r: Outcome, note: str) -> None:
+    print(
+        f"  seed {seed} {label}: best {r.best_val_acc:.3f}, {r.wall_seconds:.1f} s, "
+        f"{r.cpu_seconds:.0f} CPU-s, {r.epochs:.0f} epochs, utilization "
+        f"{100 * r.utilization:.0f}%" + (f" ({note})" if note else ""),
+        flush=True,
+    )
+
+
+def table(dataset: str, results: Results, args: argparse.Namespace) -> str:
+    labels = {**HPSEARCH_METHODS, **OPTUNA_METHODS}
+    lines = [
+        f"{dataset}: {args.budget} epochs per search (at most {MAX_EPOCHS} per trial), "
+        f"{args.seeds} seed(s), {args.workers} hpsearch workers / Optuna processes for (7):",
+        "",
+        "| method | best val acc: median (min-max) | wall, median | CPU-s, median "
+        "| epochs trained, median | worker utilization, median |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method in args.methods:
+        if method in results.skipped:
+            reason = results.skipped[method][:120].replace("|", "/")
+            lines.append(f"| {labels[method]} | skipped: {reason} | | | | |")
+            continue
+        runs = results.outcomes.get(method)
+        if not runs:
+            continue
+        best = [r.best_val_acc for r in runs]
+        lines.append(
+            f"| {labels[method]} | {statistics.median(best):.3f} ({min(best):.3f}-{max(best):.3f}) "
+            f"| {statistics.median(r.wall_seconds for r in runs):.1f} s "
+            f"| {statistics.median(r.cpu_seconds for r in runs):.0f} "
+            f"| {statistics.median(r.epochs for r in runs):.0f} "
+            f"| {100 * statistics.median(r.utilization for r in runs):.0f}% |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budget", type=int, default=DESIGN_BUDGET, help="epochs per search")
+    parser.add_argument("--workers", type=int, default=2, help="hpsearch workers, and (7)'s")
+    methods = [*HPSEARCH_METHODS, *OPTUNA_METHODS]
+    parser.add_argument("--methods", nargs="+", choices=methods, default=methods)
+    parser.add_argument(
+        "--datasets", nargs="+", choices=list(DATASETS), default=list(DEFAULT_DATASETS)
+    )
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
-    print(describe_blas())
-    seeds = range(args.seeds)
-    methods = {
-        "(a) coarse-to-fine, 3 stages": lambda s: spec("c2f", s, COARSE_TO_FINE, EXPLODE_FACTOR),
-        "(b) random search, 1 stage": lambda s: spec(
-            "random", s, [{"trials": RANDOM_TRIALS, "epochs": RANDOM_EPOCHS}], EXPLODE_FACTOR
-        ),
-        "(c) (a) without the explosion kill": lambda s: spec("nokill", s, COARSE_TO_FINE, NO_KILL),
-    }
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
-    with tempfile.TemporaryDirectory(prefix="hpsearch-search-") as tmp:
-        system = System(args.workers, Path(tmp) / "up", None)
-        try:
-            for seed in seeds:
-                for name, make in methods.items():
-                    results[name].append(through_system(system, make(seed)))
-                    r = results[name][-1]
-                    print(f"seed {seed} {name}: best {r['best']:.3f} in {r['wall']:.1f} s")
-        finally:
-            system.stop()
-    tpe = [found for seed in seeds if (found := optuna_tpe(seed)) is not None]
-    if tpe:
-        results["(d) Optuna TPE, 1 process"] = tpe
-        for seed, found in zip(seeds, tpe, strict=False):
-            print(f"seed {seed} (d): best {found['best']:.3f} in {found['wall']:.1f} s")
-    else:
-        print("optuna is not importable: (d) skipped (pip install optuna)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--optuna-worker"]:  # one process of (7), started by search_optuna
+        from benchmarks.search_optuna import worker_main
 
-    print(f"\ndigits, 370 epochs per search, {args.seeds} seeds, {args.workers} workers:\n")
-    print("| method | best val acc: median (min-max) | wall time, median | epochs trained "
-          "| share on exploding runs |")  # fmt: skip
-    print("|---|---|---|---|---|")
-    for name, runs in results.items():
-        best = [r["best"] for r in runs]
-        print(
-            f"| {name} | {statistics.median(best):.3f} ({min(best):.3f}-{max(best):.3f}) "
-            f"| {statistics.median(r['wall'] for r in runs):.1f} s "
-            f"| {statistics.median(r['epochs'] for r in runs):.0f} "
-            f"| {100 * statistics.median(r['exploded_share'] for r in runs):.0f}% |"
-        )
+        return worker_main(argv[1:])
+    args = parse_args(argv)
+    print(describe_blas())
+    print(
+        "BLAS pinned to one thread per process: "
+        + ", ".join(f"{v}=1" for v in BLAS_THREAD_VARIABLES)
+        + " (this process, hpsearch up's workers, the Optuna processes)"
+    )
+    seeds = range(args.seeds)
+    tables = []
+    with tempfile.TemporaryDirectory(prefix="hpsearch-search-") as tmp:
+        root = Path(tmp)
+        for name in args.datasets:
+            dataset = DATASETS[name](root)
+            print(f"\n{name} ({dataset}):", flush=True)
+            results = Results()
+            hpsearch = [m for m in args.methods if m in HPSEARCH_METHODS]
+            if hpsearch:
+                results = run_hpsearch(hpsearch, dataset, seeds, args, root / f"up-{name}")
+            optuna = [m for m in args.methods if m in OPTUNA_METHODS]
+            if optuna:
+                found = run_optuna(optuna, dataset, seeds, args, root)
+                results.outcomes.update(found.outcomes)
+                results.skipped.update(found.skipped)
+            tables.append(table(name, results, args))
+    print("\n" + "\n\n".join(tables))
     return 0
 
 

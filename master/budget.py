@@ -49,35 +49,49 @@ def rungs(max_epochs: int, min_epochs: int | None, reduction: float) -> list[int
 
 
 def lay_out(
-    budget: int, max_epochs: int, min_epochs: int | None = None, reduction: float = 3.0
+    budget: int,
+    max_epochs: int,
+    min_epochs: int | None = None,
+    reduction: float = 3.0,
+    parallel: int = 1,
 ) -> list[PlannedStage]:
-    """Stages whose planned epochs add up to at most `budget`, the finalists at max_epochs."""
+    """Stages whose planned epochs add up to at most `budget`, the finalists at max_epochs.
+
+    The finalists are a multiple of `parallel` (the trials that run at once) where the budget
+    allows: the last stage has no next one to start early, and 3 finalists on 2 workers
+    would leave one idle for a whole finalist's training."""
     epochs = rungs(max_epochs, min_epochs, reduction)
-    best = _halving(1, epochs, reduction)  # one trial all along: max_epochs <= budget
-    # The widest first stage that fits (more of it is what finds the good region).
-    for first in range(2, budget // epochs[0] + 1):
-        stages = _halving(first, epochs, reduction)
-        if total_cost(stages) > budget:
-            break
-        best = stages
-    return _spend_rest(best, budget)
+    best = _halving(1, epochs, reduction, 1)  # one trial all along: max_epochs <= budget
+    for group in sorted({parallel, 1}, reverse=True):
+        # The widest first stage that fits (more of it is what finds the good region).
+        for first in range(2, budget // epochs[0] + 1):
+            stages = _halving(first, epochs, reduction, group)
+            if total_cost(stages) > budget:
+                break
+            best = stages
+        if len(best) > 1 or best[0].trials > 1:
+            return _spend_rest(best, budget, group)
+    return _spend_rest(best, budget, 1)
 
 
-def _halving(first: int, epochs: list[int], reduction: float) -> list[PlannedStage]:
+def _halving(first: int, epochs: list[int], reduction: float, group: int) -> list[PlannedStage]:
     stages = [PlannedStage(trials=first, epochs=epochs[0])]
-    for e in epochs[1:]:
+    for k, e in enumerate(epochs[1:], start=1):
         kept = max(1, math.ceil(stages[-1].trials / reduction))
+        if k == len(epochs) - 1:  # the finalists: a multiple of the group, if there are enough
+            kept = min(stages[-1].trials, math.ceil(kept / group) * group)
         stages.append(PlannedStage(trials=kept, epochs=e, promote=kept, keep_top=kept))
     return stages
 
 
-def _spend_rest(stages: list[PlannedStage], budget: int) -> list[PlannedStage]:
+def _spend_rest(stages: list[PlannedStage], budget: int, group: int) -> list[PlannedStage]:
     """Spend what is left on new trials in the narrowed ranges, latest stage first: they are
-    trained longest on the best-informed ranges."""
+    trained longest on the best-informed ranges (the finalists only in whole groups)."""
     stages = list(stages)
     for k in range(len(stages) - 1, 0, -1):
         left = budget - total_cost(stages)
-        extra = left // stages[k].epochs
+        unit = group if k == len(stages) - 1 else 1
+        extra = left // (stages[k].epochs * unit) * unit
         if extra > 0:
             s = stages[k]
             stages[k] = PlannedStage(s.trials + extra, s.epochs, s.promote, s.keep_top)

@@ -25,7 +25,7 @@ from master.sweeps import advance_if_stage_done
 
 log = logging.getLogger(__name__)
 ENQUEUE_BATCH = 500
-BATCH_MAX_EPOCHS = 1.0  # trials this short are batched
+BATCH_MAX_EPOCHS = 5.0  # trials this short are batched (a budget's first stage trains 3)
 MAX_BATCH = 50
 JOBS_PER_WORKER = 8
 

@@ -57,6 +57,13 @@ class BudgetSpec(BaseModel):
     reduction: float = Field(
         default=3.0, gt=1, le=10, description="each stage keeps 1/reduction of the one before"
     )
+    parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="trials that run at once, of which the finalists are a multiple "
+        "(default: the workers registered when the sweep is submitted)",
+    )
 
     @model_validator(mode="after")
     def _check_order(self) -> BudgetSpec:
@@ -123,7 +130,7 @@ class SweepSpec(BaseModel):
         elif self.budget is not None:
             # Laid out once, here: the stored spec holds the stages the sweep runs.
             b = self.budget
-            laid_out = lay_out(b.epochs, b.max_epochs, b.min_epochs, b.reduction)
+            laid_out = lay_out(b.epochs, b.max_epochs, b.min_epochs, b.reduction, b.parallel or 1)
             stages = [StageSpec(**dataclasses.asdict(stage)) for stage in laid_out]
             object.__setattr__(self, "stages", stages)
         elif not self.stages:
@@ -142,6 +149,16 @@ class SweepSpec(BaseModel):
             object.__setattr__(spec, "budget", BudgetSpec.model_validate(data["budget"]))
             return spec
         return cls.model_validate(data)
+
+    def with_parallel(self, workers: int) -> SweepSpec:
+        """A budget that does not say how many trials run at once is laid out for `workers`
+        (those registered now); anything else is returned as it is."""
+        if self.budget is None or self.budget.parallel is not None:
+            return self
+        data = self.model_dump(mode="json")
+        data["stages"] = []
+        data["budget"]["parallel"] = max(1, workers)
+        return SweepSpec.model_validate(data)
 
     @property
     def total_trials(self) -> int:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from core.data import parse_dataset_spec
 from master.models import MAX_ID, Sweep, SweepStatus, Trial, TrialStatus, ranking
 from master.schemas import Message, SweepPublic, SweepsPublic, TrialsPublic
-from master.services import ServicesDep, TokenDep
+from master.services import Services, ServicesDep, TokenDep
 from master.spec import SpecError, SweepSpec, check_trial_budget
 from master.sweeps import cancel_sweep, create_sweep, get_sweep
 from master.views import sweep_public, trial_public
@@ -44,6 +44,8 @@ TRIAL_SORTS = {
 )
 def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep) -> SweepPublic:
     """Submit a sweep: its first stage's trials are sampled and queued at once."""
+    if spec.budget is not None and spec.budget.parallel is None:
+        spec = spec.with_parallel(_registered_workers(services))
     check_trial_budget(spec, services.settings.max_trials)  # FastAPI validated the rest
     _check_dataset_reachable(spec.dataset)
     with services.db.writing() as session:
@@ -55,6 +57,13 @@ def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep
         log.warning("sweep %d stored; its trials wait for Redis", sweep_id)
     with services.db.reading() as session:
         return sweep_public(session, get_sweep(session, sweep_id))
+
+
+def _registered_workers(services: Services) -> int:
+    try:
+        return services.queue.worker_count()
+    except RedisError:  # laid out for one; the sweep is stored and waits for Redis
+        return 1
 
 
 @router.get("", response_model=SweepsPublic)

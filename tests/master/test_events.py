@@ -116,7 +116,8 @@ def test_start_and_end_are_the_workers_times_not_the_masters(db: Database) -> No
         (60, 2, 1.0, 60 // (2 * JOBS_PER_WORKER)),  # enough jobs to keep both busy
         (8, 2, 1.0, 1),  # few trials: one per job
         (60, 0, 0.5, 60 // JOBS_PER_WORKER),  # no worker yet: counted as one
-        (500, 2, 5.0, 1),  # longer trials are never batched
+        (82, 2, 3.0, 82 // (2 * JOBS_PER_WORKER)),  # a budget's first stage of 3 epochs
+        (500, 2, 6.0, 1),  # longer trials are never batched
     ],
 )
 def test_batch_size(count: int, workers: int, epochs: float, expected: int) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
 
 from core.messages import sweep_stop_key
 from tests.master.conftest import ApiFactory
@@ -201,3 +201,27 @@ def test_stop_a_queued_trial_and_conflict_when_final(api: TestClient, redis: Red
     again = api.post(f"/api/trials/{trial['id']}/stop")
     assert again.status_code == 409 and "already stopped" in again.json()["detail"]
     assert api.get("/api/trials/424242").status_code == 404
+
+
+def test_a_budget_is_laid_out_for_the_workers_registered_unless_it_says(
+    api: TestClient, redis: Redis
+) -> None:
+    spec = example_spec(stages=[], budget={"epochs": 800, "max_epochs": 80})
+    body = api.post("/api/sweeps", json=spec).json()  # no worker registered: one at a time
+    assert body["spec"]["budget"]["parallel"] == 1
+    assert body["stages"][-1]["trials"] == 3
+    spec["budget"]["parallel"] = 2
+    body = api.post("/api/sweeps", json=spec).json()
+    assert body["spec"]["budget"]["parallel"] == 2
+    assert body["stages"][-1]["trials"] == 4  # finalists in whole pairs
+    assert [s["promote"] for s in body["stages"]] == [0, 27, 9, 4]
+    # Two workers registered (as `hpsearch worker` registers itself): laid out for two.
+    queue = Queue("hpsearch", connection=redis)
+    registered = [Worker([queue], name=f"w{i}", connection=redis) for i in range(2)]
+    for worker in registered:
+        worker.register_birth()
+    del spec["budget"]["parallel"]
+    body = api.post("/api/sweeps", json=spec).json()
+    assert body["spec"]["budget"]["parallel"] == 2 and body["stages"][-1]["trials"] == 4
+    for worker in registered:
+        worker.register_death()
