@@ -23,6 +23,7 @@ from master.budget import lay_out
 from master.space import DIST_TAGS, Choice, Distribution
 
 DEFAULT_MAX_TRIALS = 10_000
+MAX_PARALLEL = 10_000  # a budget's trials that run at once, at most
 # Set by the stages and the sweep itself, not per trial.
 NOT_HYPERPARAMETERS = ("num_epochs", "explode_factor", "seed")
 HYPERPARAMETERS = tuple(n for n in TrainConfig.field_names() if n not in NOT_HYPERPARAMETERS)
@@ -60,7 +61,7 @@ class BudgetSpec(BaseModel):
     parallel: int | None = Field(
         default=None,
         ge=1,
-        le=10_000,
+        le=MAX_PARALLEL,
         description="trials that run at once, of which the finalists are a multiple "
         "(default: the workers registered when the sweep is submitted)",
     )
@@ -157,7 +158,7 @@ class SweepSpec(BaseModel):
             return self
         data = self.model_dump(mode="json")
         data["stages"] = []
-        data["budget"]["parallel"] = max(1, workers)
+        data["budget"]["parallel"] = min(max(1, workers), MAX_PARALLEL)
         return SweepSpec.model_validate(data)
 
     @property
