@@ -71,11 +71,16 @@ class TrialJob:
     resume_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["resume_from"] is None:  # as a worker of the version before promotion reads it
+            del data["resume_from"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialJob:
-        return cls(**data)
+        """Fields this version does not know (a newer master's) are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     @property
     def checkpoint_subdir(self) -> str:

@@ -63,14 +63,17 @@ def lay_out(
     epochs = rungs(max_epochs, min_epochs, reduction)
     best = _halving(1, epochs, reduction, 1)  # one trial all along: max_epochs <= budget
     for group in sorted({parallel, 1}, reverse=True):
-        # The widest first stage that fits (more of it is what finds the good region).
-        for first in range(2, budget // epochs[0] + 1):
-            stages = _halving(first, epochs, reduction, group)
-            if total_cost(stages) > budget:
-                break
-            best = stages
-        if len(best) > 1 or best[0].trials > 1:
-            return _spend_rest(best, budget, group)
+        # The widest first stage that fits (more of it is what finds the good region); the
+        # cost grows with the first stage, so bisect.
+        low, high = 1, budget // epochs[0]
+        while low < high:
+            middle = (low + high + 1) // 2
+            if total_cost(_halving(middle, epochs, reduction, group)) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        if low >= 2:
+            return _spend_rest(_halving(low, epochs, reduction, group), budget, group)
     return _spend_rest(best, budget, 1)
 
 

@@ -102,8 +102,10 @@ def _add_missing_columns(engine: Engine) -> None:
                 column.name,
             )
             with engine.begin() as connection:
+                # Two masters upgrading at once: PostgreSQL can skip what the other added.
+                exists = " IF NOT EXISTS" if engine.dialect.name == "postgresql" else ""
                 connection.exec_driver_sql(
-                    f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{clause}'
+                    f'ALTER TABLE {table.name} ADD COLUMN{exists} "{column.name}" {kind}{clause}'
                 )
 
 

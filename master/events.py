@@ -111,7 +111,9 @@ def _apply(
             return trial.sweep_id
         case Ended() as ended:
             trial.status = _FINAL_STATUSES[ended.status]
-            trial.reason = ended.reason
+            # A promoted trial that had to train from scratch keeps saying so.
+            fell_back = trial.parent_id is not None and trial.start_epoch == 0
+            trial.reason = ended.reason or (trial.reason if fell_back else None)
             trial.explosion = ended.explosion
             trial.epochs_done = max(trial.epochs_done, ended.epochs_done or 0.0)
             trial.finished_at = sent_at

@@ -24,6 +24,7 @@ from master.space import DIST_TAGS, Choice, Distribution
 
 DEFAULT_MAX_TRIALS = 10_000
 MAX_PARALLEL = 10_000  # a budget's trials that run at once, at most
+MAX_BUDGET_EPOCHS = 10_000_000  # beyond any sweep's compute; keeps the layout's search short
 # Set by the stages and the sweep itself, not per trial.
 NOT_HYPERPARAMETERS = ("num_epochs", "explode_factor", "seed")
 HYPERPARAMETERS = tuple(n for n in TrainConfig.field_names() if n not in NOT_HYPERPARAMETERS)
@@ -50,13 +51,15 @@ class BudgetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epochs: int = Field(gt=0, description="training epochs of all trials together, at most")
-    max_epochs: int = Field(gt=0, description="epochs the finalists train")
+    epochs: int = Field(
+        gt=0, le=MAX_BUDGET_EPOCHS, description="training epochs of all trials together, at most"
+    )
+    max_epochs: int = Field(gt=0, le=MAX_BUDGET_EPOCHS, description="epochs the finalists train")
     min_epochs: int | None = Field(
         default=None, gt=0, description="epochs of the first stage (default: a 27th of max)"
     )
     reduction: float = Field(
-        default=3.0, gt=1, le=10, description="each stage keeps 1/reduction of the one before"
+        default=3.0, ge=1.5, le=10, description="each stage keeps 1/reduction of the one before"
     )
     parallel: int | None = Field(
         default=None,

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from master.models import (
+    FINAL_STATUSES,
     Stage,
     StageStatus,
     Sweep,
@@ -150,8 +151,16 @@ def promote_early(session: Session, sweep: Sweep, first_stage: int) -> bool:
     for stage, following in pairwise(sweep.stages[first_stage:]):
         if following.status != StageStatus.PENDING or not following.promote:
             continue
+        ended = session.scalar(
+            select(func.count())
+            .select_from(Trial)
+            .where(Trial.sweep_id == sweep.id, Trial.stage_index == stage.index)
+            .where(Trial.status.in_(FINAL_STATUSES))
+        )
+        still_open = stage.trials - (ended or 0)
+        if still_open >= following.promote:
+            continue  # nobody can be sure yet: no need to read the stage's trials
         trials = _stage_trials(session, sweep.id, stage.index)
-        still_open = stage.trials - sum(1 for t in trials if t.status.is_final)
         ranked = promotion(trials, following.promote)
         sure = ranked[: max(0, following.promote - still_open)]
         children = _stage_trials(session, sweep.id, following.index)

@@ -224,7 +224,7 @@ class _CheckpointWriter:
                 learning_rate=float(history.lr[k]),
                 update_ratio={n: float(v[k]) for n, v in history.update_ratio.items()},
                 loss=[float(c) for c in history.loss[start:end]],
-                files=self._files(),
+                files=self._files(state),
             )
         )
 
@@ -249,13 +249,18 @@ class _CheckpointWriter:
         self.last_iteration = state.iteration
         return True
 
-    def _files(self) -> CheckpointFiles:
-        checkpoints = self.checkpoints
-        if not checkpoints:
-            return CheckpointFiles([])
-        _, best = best_of(checkpoints)
-        paths = [str(p.relative_to(self.root)) for p, _ in checkpoints]
-        return CheckpointFiles(paths, best.val_acc, best.epoch)
+    def _files(self, state: TrainState) -> CheckpointFiles:
+        paths = [str(p.relative_to(self.root)) for p, _ in self.checkpoints]
+        best_val_acc, best_epoch = None, None
+        if self.checkpoints:
+            _, best = best_of(self.checkpoints)
+            best_val_acc, best_epoch = best.val_acc, best.epoch
+        inherited = round(state.best_val_acc, 4)  # as a checkpoint's name rounds it
+        if self.trial.resume_from is not None and inherited > (best_val_acc or -1.0):
+            # A promoted run whose best epoch is one of its parent's (whose file holds it):
+            # its best is the run's, as if it had been trained from the start.
+            best_val_acc, best_epoch = inherited, state.best_epoch
+        return CheckpointFiles(paths, best_val_acc, best_epoch)
 
     def report_end(self, state: TrainState, stop: StopFlag) -> dict[str, Any]:
         history = state.history
@@ -276,6 +281,6 @@ class _CheckpointWriter:
                 val_acc=history.val_acc[-1] if history.val_acc else None,
                 train_seconds=self.train_seconds,
                 explosion=None if explosion is None else explosion.to_json(),
-                files=self._files(),
+                files=self._files(state),
             )
         )

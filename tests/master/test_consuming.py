@@ -19,6 +19,7 @@ from master.models import Trial
 from master.spec import SweepSpec
 from master.sweeps import create_sweep
 from tests.master.factories import example_spec
+from tests.servers import wait_for
 
 
 @pytest.fixture
@@ -80,16 +81,25 @@ def test_progress_waits_for_more_events_and_an_end_is_applied_at_once(
 ) -> None:
     trial_id = a_running_trial(consumer)
     consumer.linger_seconds = 60.0
+    consumer.step()  # creates the group and reads the (empty) backlog
+
+    def read_unacknowledged() -> int:
+        groups: Any = redis.xinfo_groups(EVENT_STREAM)
+        return int(groups[0]["pending"])
+
     send(redis, TrialEvent(EventKind.STARTED, trial_id, 1, {"worker": "w"}))
     consumed: list[Any] = []
     step = threading.Thread(target=lambda: consumed.append(consumer.step()))
     step.start()
+    wait_for(lambda: read_unacknowledged() == 1, 10, "the step to read the start")
     epoch = {"epoch": 1.0, "train_acc": 0.5, "val_acc": 0.4, "loss": [1.0]}
     send(redis, TrialEvent(EventKind.EPOCH, trial_id, 1, epoch))
+    # Read and still not applied: the step waits for more instead of committing the start.
+    wait_for(lambda: read_unacknowledged() == 2, 10, "the step to read the epoch too")
+    assert step.is_alive() and not consumed
     send(redis, TrialEvent(EventKind.ENDED, trial_id, 1, {"status": "finished"}))
     step.join(timeout=30)
     assert not step.is_alive(), "the ENDED event did not end the wait for more"
-    # One step, one transaction: the progress waited for the end to be applied with it.
-    assert consumed[0].read == 3 and consumed[0].ended_sweeps
+    assert consumed[0].read == 3 and consumed[0].ended_sweeps  # one step, one transaction
     with consumer.db.reading() as session:
         assert session.get_one(Trial, trial_id).status == "finished"

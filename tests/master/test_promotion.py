@@ -111,7 +111,7 @@ def test_epochs_trained_count_a_promoted_trial_own_epochs_only(db: Database) -> 
         assert sweep_public(session, sweep).epochs_trained == 10 + 8 + 12
 
 
-def test_a_promoted_trial_that_could_not_go_on_counts_every_epoch(db: Database) -> None:
+def test_a_promoted_trial_that_could_not_go_on_has_no_inherited_epochs(db: Database) -> None:
     sweep_id = end_first_stage(db, [("finished", 0.5 + k / 10) for k in range(5)])
     with db.writing() as session:
         advance_if_stage_done(session, sweep_id)
@@ -181,3 +181,30 @@ def test_trials_sure_to_be_promoted_start_before_their_stage_ends(db: Database) 
         assert [t.parent_id for t in second[:2]] == [first[0].id, first[4].id]
         assert [t.parent_id for t in second[2:]] == [None, None]
         assert [t.index for t in second] == [0, 1, 2, 3]
+
+
+def test_a_promoted_trial_not_started_yet_counts_no_epochs(db: Database) -> None:
+    sweep_id = end_first_stage(db, [("finished", 0.5 + k / 10) for k in range(5)])
+    with db.writing() as session:
+        advance_if_stage_done(session, sweep_id)  # stage 1's trials queued, none started
+    with db.reading() as session:
+        sweep = session.get_one(Sweep, sweep_id)
+        assert sweep_public(session, sweep).epochs_trained == 10  # stage 0's 5 x 2 only
+
+
+def test_a_promoted_trial_that_trained_from_scratch_keeps_saying_so(db: Database) -> None:
+    sweep_id = end_first_stage(db, [("finished", 0.5 + k / 10) for k in range(5)])
+    with db.writing() as session:
+        advance_if_stage_done(session, sweep_id)
+        child = stage_trials(session, sweep_id, 1)[0]
+        child.attempts, child.job_id = 1, job_id(child.id, 1)
+    events = [
+        TrialEvent(EventKind.STARTED, child.id, 1, {"worker": "w", "resumed_from_epoch": 0.0}),
+        TrialEvent(EventKind.ENDED, child.id, 1, {"status": "finished", "epochs_done": 6.0}),
+    ]
+    with db.writing() as session:
+        apply_events(session, events)
+    with db.reading() as session:
+        trial = session.get_one(Trial, child.id)
+        assert trial.status == "finished" and trial.epochs_trained == 6.0
+        assert trial.reason is not None and "could not go on" in trial.reason

@@ -84,6 +84,11 @@ def test_the_same_seed_samples_the_same_trials(api: TestClient) -> None:
             "stages.1.promote",
         ),
         ({"sampler": "grid"}, "sampler"),
+        ({"stages": [], "budget": {"epochs": 10**9, "max_epochs": 1}}, "budget.epochs"),
+        (
+            {"stages": [], "budget": {"epochs": 100, "max_epochs": 10, "reduction": 1.01}},
+            "budget.reduction",
+        ),
     ],
 )
 def test_bad_specs_get_422_naming_the_field(

@@ -49,7 +49,7 @@ def test_a_trial_outliving_rqs_registry_expiry_finishes_on_its_first_attempt(
     with running_system(
         tmp_path, kind, workers=1, worker_env={"HPSEARCH_HEARTBEAT_TTL_SECONDS": str(ttl)}
     ) as system:
-        sweep_id = system.submit(long_trial_spec("outlive-the-registry", epochs=250))
+        sweep_id = system.submit(long_trial_spec("outlive-the-registry", epochs=400))
         trial, started = running_since(system, sweep_id)
         sweep = system.wait_until_done(sweep_id, timeout=180)
         ran = time.monotonic() - started

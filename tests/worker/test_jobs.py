@@ -372,3 +372,28 @@ def test_a_promoted_trial_explodes_where_the_run_trained_from_the_start_does(
     assert child["status"] == "exploded"
     assert child["epochs_done"] == direct["epochs_done"]
     assert child["reason"] == direct["reason"]  # the same iteration, cost and first cost
+
+
+def test_a_promoted_trial_whose_best_epoch_is_its_parents_reports_that_best(
+    redis: Redis, worker_env: Path
+) -> None:
+    # A learning rate high enough that the run peaks at epoch 2 and then does worse.
+    hyperparameters = {"learning_rate": 3.0, "update": "momentum", "reg": 1e-4, "lr_decay": 1.0}
+    run = {"hyperparameters": hyperparameters, "explode_factor": 1e9}
+    direct = run_trial(trial_job(trial_id=50, num_epochs=6, keep_checkpoints="all", **run))
+    assert direct["best_epoch"] <= 3  # within the parent's epochs
+    parent = run_trial(trial_job(trial_id=51, stage_index=0, num_epochs=3, **run))
+    redis.delete(EVENT_STREAM)
+    child = run_trial(
+        trial_job(trial_id=52, num_epochs=6, resume_from=latest_checkpoint(parent), **run)
+    )
+    assert (child["best_val_acc"], child["best_epoch"]) == (
+        direct["best_val_acc"],
+        direct["best_epoch"],
+    )
+
+
+def test_a_job_without_the_newer_fields_and_one_with_unknown_ones_both_parse() -> None:
+    older = trial_job()
+    assert "resume_from" not in older  # what a worker of the version before reads
+    assert TrialJob.from_dict({**older, "from_a_newer_master": 1}).resume_from is None
