@@ -175,12 +175,12 @@ def test_a_format_1_checkpoint_with_its_costs_in_the_json_still_loads(
     meta["state"]["history"]["loss"] = arrays.pop(ckpt.LOSS_KEY).tolist()
     arrays[ckpt.META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     old = tmp_path / "old.npz"
-    np.savez(old, **arrays)  # type: ignore[arg-type]
+    np.savez(old, **arrays)
     loaded = load_checkpoint(old)
     assert loaded.state.history == state.history
     np.testing.assert_array_equal(loaded.model.flat, model.flat)
     meta["format"] = 3
     arrays[ckpt.META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    np.savez(old, **arrays)  # type: ignore[arg-type]
+    np.savez(old, **arrays)
     with pytest.raises(CheckpointError, match="format 3 is not one this version reads"):
         load_checkpoint(old)
