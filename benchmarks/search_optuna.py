@@ -106,25 +106,31 @@ def study_name(method: str, dataset: str, seed: int) -> str:
 
 
 def tpe_hyperband(dataset: str, seed: int, budget: int) -> Outcome:
-    quiet()
-    study = optuna.create_study(
-        study_name=study_name("tpe-hyperband", dataset, seed),
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=hyperband(),
-    )
-    share = run_study(study, load_dataset(dataset), LocalBudget(budget), MAX_EPOCHS, seed)
-    return combine([share])
+    return one_process("tpe-hyperband", dataset, seed, budget, hyperband(), MAX_EPOCHS)
 
 
 def tpe_alone(dataset: str, seed: int, budget: int) -> Outcome:
+    # Optuna's default pruner (median) would prune these: alone means no pruner at all.
+    return one_process("tpe", dataset, seed, budget, optuna.pruners.NopPruner(), TPE_ALONE_EPOCHS)
+
+
+def one_process(
+    method: str,
+    dataset: str,
+    seed: int,
+    budget: int,
+    pruner: optuna.pruners.BasePruner,
+    trial_epochs: int,
+) -> Outcome:
+    """A seeded TPE study with `pruner` in this process, in-memory storage."""
     quiet()
     study = optuna.create_study(
-        study_name=study_name("tpe", dataset, seed),
+        study_name=study_name(method, dataset, seed),
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner,
     )
-    share = run_study(study, load_dataset(dataset), LocalBudget(budget), TPE_ALONE_EPOCHS, seed)
+    share = run_study(study, load_dataset(dataset), LocalBudget(budget), trial_epochs, seed)
     return combine([share])
 
 

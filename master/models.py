@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     DateTime,
     Enum,
     Float,
@@ -22,8 +23,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    case,
     text,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Ids are INTEGER columns (32 bits on PostgreSQL): a larger one names no row, and
@@ -172,10 +175,17 @@ class Trial(Base):
         order_by="TrialEpoch.epoch", cascade="all, delete-orphan"
     )
 
-    @property
+    @hybrid_property
     def epochs_trained(self) -> float:
-        """The epochs this trial trained itself (a promoted one inherited start_epoch)."""
+        """The epochs this trial trained itself (a promoted one inherited start_epoch; one
+        not started yet has trained none)."""
         return max(0.0, self.epochs_done - self.start_epoch)
+
+    @epochs_trained.inplace.expression
+    @classmethod
+    def _epochs_trained_expression(cls) -> ColumnElement[float]:
+        own = cls.epochs_done - cls.start_epoch
+        return case((own > 0, own), else_=0.0)
 
 
 class TrialEpoch(Base):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from core.config import ConfigError, TrainConfig
 from master.models import TrialStatus
@@ -102,17 +102,14 @@ def _plan_range(
     pad = MARGIN * (max(values) - min(values)) + FLOOR * width
     new_low, new_high = max(low, min(values) - pad), min(high, max(values) + pad)
 
-    at_top = best >= high - BORDER * width and high >= dist.to_scale(user.high)
-    at_bottom = best <= low + BORDER * width and low <= dist.to_scale(user.low)
-    if not (at_top or at_bottom):
+    side = _border_side(dist, best)
+    if side is None or not _reaches_user_bound(dist, user, side):
         return _bounded(dist, new_low, new_high), None
     half = max(new_high - new_low, MIN_WIDTH * width) / 2
-    if at_top:
+    if side == "top":
         new_low, new_high = best - half, _valid(name, dist, high, best + half, base)
-        side = "top"
     else:
         new_low, new_high = _valid(name, dist, low, best - half, base), best + half
-        side = "bottom"
     planned = _bounded(dist, new_low, new_high)
     best_value = top[0].hyperparameters[name]
     warning = (
@@ -142,23 +139,11 @@ def final_border_warnings(
     for name, dist in current.items():
         if isinstance(dist, Choice) or name not in best:
             continue
-        low, high = dist.to_scale(dist.low), dist.to_scale(dist.high)
-        value = dist.to_scale(best[name])
-        width = high - low
-        side = "top" if value >= high - BORDER * width else None
-        side = "bottom" if value <= low + BORDER * width else side
+        side = _border_side(dist, dist.to_scale(best[name]))
         if side is None:
             continue
         user_dist = user.get(name)
-        yours = False
-        if user_dist is not None and not isinstance(user_dist, Choice):
-            edge = user_dist.high if side == "top" else user_dist.low
-            beyond = (
-                high >= user_dist.to_scale(edge)
-                if side == "top"
-                else low <= user_dist.to_scale(edge)
-            )
-            yours = beyond
+        yours = isinstance(user_dist, NumericRange) and _reaches_user_bound(dist, user_dist, side)
         where = "the edge of the range you gave" if yours else "the final stage's range"
         warnings.append(
             f"best {name} {format_number(best[name])} is at the {side} of {dist.describe()}, "
@@ -166,6 +151,24 @@ def final_border_warnings(
             f"moved past that edge"
         )
     return warnings
+
+
+def _border_side(dist: NumericRange, value: float) -> Literal["top", "bottom"] | None:
+    """Which border of `dist` the value (in the range's scale) lies on: within the outer
+    BORDER share of the range's width at either end."""
+    low, high = dist.to_scale(dist.low), dist.to_scale(dist.high)
+    if value >= high - BORDER * (high - low):
+        return "top"
+    if value <= low + BORDER * (high - low):
+        return "bottom"
+    return None
+
+
+def _reaches_user_bound(dist: NumericRange, user: NumericRange, side: str) -> bool:
+    """Whether this side of `dist` is at the user's own bound, or beyond it after widening."""
+    if side == "top":
+        return dist.to_scale(dist.high) >= user.to_scale(user.high)
+    return dist.to_scale(dist.low) <= user.to_scale(user.low)
 
 
 def _valid(

@@ -49,15 +49,12 @@ class _Range(BaseModel):
         return 10.0**value if self.is_log else value
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
-        drawn = rng.uniform(self.to_scale(self.low), self.to_scale(self.high), size=n)
-        values = [self.from_scale(float(v)) for v in drawn]
-        if self.is_int:
-            return [min(max(round(v), int(self.low)), int(self.high)) for v in values]
-        return values
+        # The same draws as rng.uniform over the scale: low + (high - low) * U.
+        return self.from_unit(rng.random(n))
 
     def from_unit(self, u: np.ndarray) -> list[Any]:
-        """Values for points `u` in [0, 1) (a low-discrepancy sampler's), spread like
-        `sample`'s: evenly in the scale the range is searched in."""
+        """Values for points `u` in [0, 1) (random or a low-discrepancy sampler's), spread
+        evenly in the scale the range is searched in."""
         low, high = self.to_scale(self.low), self.to_scale(self.high)
         values = [self.from_scale(low + float(v) * (high - low)) for v in u]
         if self.is_int:

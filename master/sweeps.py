@@ -82,7 +82,7 @@ def create_sweep(session: Session, spec: SweepSpec) -> Sweep:
     ]
     session.add(sweep)
     session.flush()
-    _start_stage(session, sweep, spec, sweep.stages[0], dict(spec.space), [], [])
+    _start_stage(session, sweep, spec, sweep.stages[0], dict(spec.space), [])
     return sweep
 
 
@@ -93,18 +93,14 @@ def _start_stage(
     stage: Stage,
     space: Space,
     warnings: list[str],
-    promoted: list[Trial],
-    early: int = 0,
+    first_new: int = 0,
 ) -> None:
-    """Plan the stage: the `promoted` trials of the stage before, trained on (after the
-    `early` ones promoted before it was planned), then new trials sampled in `space` up to
-    the stage's count."""
+    """Plan the stage: after its `first_new` trials (promoted from the stage before, by
+    promote_early), new trials sampled in `space` up to the stage's count."""
     stage.space = space_to_json(space)
     stage.warnings = warnings
     stage.status = StageStatus.RUNNING
     stage.planned_at = utcnow()
-    _add_promoted(session, sweep, stage, promoted, early)
-    first_new = early + len(promoted)
     rng = stage_rng(spec.seed, stage.index)
     drawn = sample_trials(
         space, spec.base_hyperparameters(), stage.trials - first_new, rng, spec.sampler
@@ -141,12 +137,12 @@ def _add_promoted(
 
 
 def promote_early(session: Session, sweep: Sweep, first_stage: int) -> bool:
-    """Train on, before their stage ends, the trials sure to be promoted whatever its open
-    trials do: a finished trial ranked r among its stage's finished ones, with n trials of
-    the stage still open (or not sampled yet), is in the best `promote` once r + n <=
-    promote. The next stage then starts on idle workers instead of waiting for the last
-    trial of this one, and promotes exactly the trials it would have promoted at the end.
-    Returns whether it promoted any."""
+    """Train on the trials sure to be promoted whatever their stage's open trials do: a
+    finished trial ranked r among its stage's finished ones, with n trials of the stage
+    still open (or not sampled yet), is in the best `promote` once r + n <= promote. Before
+    a stage ends, the next one then starts on idle workers instead of waiting for its last
+    trial; once it has ended (n = 0), this promotes the rest of its best. The same trials are
+    promoted either way. Returns whether it promoted any."""
     changed = False
     for stage, following in pairwise(sweep.stages[first_stage:]):
         if following.status != StageStatus.PENDING or not following.promote:
@@ -218,16 +214,22 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
         base=spec.base_hyperparameters(),
         stage_index=stage.index,
     )
-    promoted = promotion(trials, following.promote)
+    # promote_early, above, has promoted all of the ended stage's best by now.
+    promoted = (
+        session.scalar(
+            select(func.count())
+            .select_from(Trial)
+            .where(Trial.sweep_id == sweep.id, Trial.stage_index == following.index)
+        )
+        or 0
+    )
     warnings = list(plan.warnings)
-    if len(promoted) < following.promote:
+    if promoted < following.promote:
         warnings.append(
-            f"only {len(promoted)} trials of stage {stage.index} finished to be trained on "
+            f"only {promoted} trials of stage {stage.index} finished to be trained on "
             f"(of {following.promote} asked): stage {following.index} samples the rest anew"
         )
-    early = {c.parent_id for c in _stage_trials(session, sweep.id, following.index)}
-    rest = [t for t in promoted if t.id not in early]
-    _start_stage(session, sweep, spec, following, plan.space, warnings, rest, len(early))
+    _start_stage(session, sweep, spec, following, plan.space, warnings, promoted)
     return True
 
 

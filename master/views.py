@@ -7,7 +7,7 @@ from collections import Counter
 from redis import Redis
 from rq import Worker
 from rq.worker import BaseWorker
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from master.models import FINAL_STATUSES, Sweep, SweepStatus, Trial, TrialStatus, ranking
@@ -71,9 +71,8 @@ def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
 
 def epochs_trained(session: Session, sweep_id: int) -> float:
     """What the sweep's trials trained, each promoted one without the epochs it inherited."""
-    own = Trial.epochs_done - Trial.start_epoch  # negative for a promoted one not yet started
     trained = session.scalar(
-        select(func.sum(case((own > 0, own), else_=0.0))).where(Trial.sweep_id == sweep_id)
+        select(func.sum(Trial.epochs_trained)).where(Trial.sweep_id == sweep_id)
     )
     return float(trained or 0.0)
 
