@@ -6,8 +6,9 @@ The name is made and parsed here and nowhere else:
 
 validation accuracy first, fixed width, so names sort by accuracy. The file holds plain
 arrays (parameters, best and running-average parameters, optimizer state, the cost of every
-iteration) and one JSON entry with the config, the training state and per-epoch history,
-and the caller's extra metadata:
+iteration, the training mean its inputs are centred with) and one JSON entry with the
+config, the training state and per-epoch history, the rest of the preprocessing, and the
+caller's extra metadata:
 no pickles, so any version of the code can read it. Writes go to a hidden temporary file
 in the same directory and are renamed into place, so a crash never leaves a partial file
 under a checkpoint's name.
@@ -29,14 +30,17 @@ import numpy as np
 
 from core.config import TrainConfig
 from core.model import FullyConnectedNet
+from core.preprocessing import Preprocessing
 from core.state import Explosion, History, TrainState, TrainStatus
 
 # 2: the per-iteration costs are an array (as JSON they cost a long run more to write each
-# epoch than the rest of the checkpoint), the best and averaged parameters flat; format 1
-# files still load.
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+# epoch than the rest of the checkpoint), the best and averaged parameters flat.
+# 3: the preprocessing the model expects (core.preprocessing), so that it predicts on raw
+# inputs. Files of formats 1 and 2 still load, without it.
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 LOSS_KEY = "history/loss"
+MEAN_KEY = "preprocessing/mean"
 BEST_KEY, AVERAGE_KEY = "best", "average"  # flat; format 1 stored them per parameter
 NAME_PATTERN = re.compile(
     r"^val(?P<val_acc>[01]\.\d{4})_trial(?P<trial_id>\d{6,})_ep(?P<epoch>\d{3,}(?:\.\d{2})?)\.npz$"
@@ -87,6 +91,9 @@ class Checkpoint:
     model: FullyConnectedNet
     state: TrainState
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. trial id, sweep, dataset
+    # None in files written before format 3 (core.predict says how to recover it).
+    preprocessing: Preprocessing | None = None
+    format: int = FORMAT_VERSION
 
 
 def save_checkpoint(
@@ -94,8 +101,10 @@ def save_checkpoint(
     model: FullyConnectedNet,
     state: TrainState,
     extra: dict[str, Any] | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> Path:
-    """Write atomically to `path`: the file is either absent or complete.
+    """Write atomically to `path`: the file is either absent or complete. Pass the
+    dataset's `preprocessing` so that the model can predict on raw inputs (core.predict).
 
     Parameters (and the best and running-average ones) are stored per name, e.g. `params/W1`,
     so that `np.load` alone reads a model; optimizer state is stored flat, as the rule keeps it.
@@ -117,9 +126,12 @@ def save_checkpoint(
     if state.order is not None:
         arrays["order"] = state.order
     arrays[LOSS_KEY] = np.asarray(state.history.loss, dtype=np.float64)
+    if preprocessing is not None:
+        arrays[MEAN_KEY] = preprocessing.mean
     meta = {
         "format": FORMAT_VERSION,
         "model": {"input_dim": model.input_dim, "num_classes": model.num_classes},
+        "preprocessing": None if preprocessing is None else preprocessing.to_meta(),
         "config": state.config.to_dict(),
         "state": _state_to_dict(state, optim_scalars),
         "extra": extra or {},
@@ -203,6 +215,14 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
     history = dict(s["history"])
     if LOSS_KEY in arrays:  # format 2; format 1 kept the costs in the JSON
         history["loss"] = arrays.pop(LOSS_KEY).tolist()
+    preprocessing = None
+    if meta.get("preprocessing") is not None:
+        preprocessing = Preprocessing.from_meta(meta["preprocessing"], arrays.pop(MEAN_KEY))
+        if preprocessing.input_dim != meta["model"]["input_dim"]:
+            raise ValueError(
+                f"a mean of {preprocessing.input_dim} features for a model of "
+                f"{meta['model']['input_dim']} inputs"
+            )
     optim_config: dict[str, Any] = dict(s["optim"])
     for key, array in arrays.items():
         prefix, _, rest = key.partition("/")
@@ -239,7 +259,7 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
         average_every=s["average_every"],
         average_keep=s["average_keep"],
     )
-    return Checkpoint(model, state, meta["extra"])
+    return Checkpoint(model, state, meta["extra"], preprocessing, meta["format"])
 
 
 def _flat(

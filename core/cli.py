@@ -154,6 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
                 model,
                 state,
                 {"dataset": args.dataset, "trial_id": args.trial_id},
+                preprocessing=data.preprocessing,
             )
             checkpoints.append(str(path))
 

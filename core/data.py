@@ -1,15 +1,21 @@
-"""Datasets: one training split and one validation split, mean-image subtracted.
+"""Datasets: a training, a validation and (where the source has one) a test split.
 
 A dataset is named by a spec string, the same everywhere (CLI, sweep specs, worker jobs):
     digits        the 8x8 handwritten digits bundled with scikit-learn (no network needed),
-                  split with a fixed seed into 1297 train / 500 val
-    npz:PATH      a .npz file holding X_train, y_train, X_val, y_val
-    cifar10:DIR   the CIFAR-10 "python version" batches (data_batch_1..5), the last `num_val`
-                  training images held out for validation
-Image datasets have their pixel intensities scaled to [0, 1] (digits / 16, CIFAR-10 / 255), so
-that He-initialized nets start near chance instead of with saturated scores; npz arrays are used
-as given. The mean image is computed on the training split only and subtracted from both splits.
-Every problem with the input raises DatasetError naming the file and what is wrong.
+                  split with a fixed seed into 1197 train / 300 val / 300 test
+    npz:PATH      a .npz file holding X_train, y_train, X_val, y_val, and optionally
+                  X_test, y_test (both or neither)
+    cifar10:DIR   the CIFAR-10 "python version" batches: data_batch_1..5, the last `num_val`
+                  training images held out for validation, and test_batch (if present) as
+                  the test split
+The test split is for the final evaluation of a finished sweep's models only: nothing in
+training, selection or planning reads it.
+
+Preprocessing (core.preprocessing): image datasets have their pixel intensities scaled to
+[0, 1] (digits / 16, CIFAR-10 / 255), so that He-initialized nets start near chance
+instead of with saturated scores; npz arrays are used as given. The mean image is computed
+on the training split only and subtracted from every split. Every problem with the input
+raises DatasetError naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -21,14 +27,19 @@ from typing import Any
 
 import numpy as np
 
-DIGITS_NUM_VAL = 500
+from core.preprocessing import Preprocessing
+
+DIGITS_NUM_VAL = 300
+DIGITS_NUM_TEST = 300  # always the same images, whatever num_val
 DIGITS_SPLIT_SEED = 0
 DIGITS_MAX_INTENSITY = 16.0
 CIFAR10_MAX_INTENSITY = 255.0
 CIFAR10_NUM_VAL = 1000
 CIFAR10_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_BATCH = "test_batch"
 CIFAR10_IMAGE_SHAPE = (3, 32, 32)  # each row is the red, then green, then blue 32x32 plane
 NPZ_ARRAYS = ("X_train", "y_train", "X_val", "y_val")
+NPZ_TEST_ARRAYS = ("X_test", "y_test")
 
 
 class DatasetError(ValueError):
@@ -43,13 +54,26 @@ class Dataset:
     X_val: np.ndarray
     y_val: np.ndarray
     num_classes: int
-    mean_image: np.ndarray  # (D,) float64, already subtracted from X_train and X_val
+    mean_image: np.ndarray  # (D,) float64, already subtracted from every split
     # Shape one row unflattens to (e.g. (8, 8) or (3, 32, 32)), for showing weights as images.
     image_shape: tuple[int, ...] | None = None
+    # The held-out test split (None where the source has none): final evaluation only.
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    divide_by: float = 1.0  # raw values were divided by this before the mean was taken
 
     @property
     def input_dim(self) -> int:
         return int(self.X_train.shape[1])
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What turns this dataset's raw inputs into the model's (kept with checkpoints)."""
+        return Preprocessing(self.mean_image, self.divide_by, self.image_shape or ())
+
+    @property
+    def has_test(self) -> bool:
+        return self.X_test is not None
 
 
 def parse_dataset_spec(spec: str) -> tuple[str, str]:
@@ -85,6 +109,9 @@ class _Raw:
     y_val: Any
     image_shape: tuple[int, ...] | None
     num_classes: int | None = None
+    divide_by: float = 1.0
+    X_test: Any = None
+    y_test: Any = None
 
 
 def _load_digits(num_val: int) -> _Raw:
@@ -92,11 +119,22 @@ def _load_digits(num_val: int) -> _Raw:
 
     bunch = load_digits()
     X, y = bunch.data, bunch.target
-    _check_split("digits", len(X), num_val)
+    _check_split("digits", len(X) - DIGITS_NUM_TEST, num_val)
     order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(X))
-    train, val = order[:-num_val], order[-num_val:]
-    X = X / DIGITS_MAX_INTENSITY
-    return _Raw("digits", X[train], y[train], X[val], y[val], (8, 8), num_classes=10)
+    test, rest = order[:DIGITS_NUM_TEST], order[DIGITS_NUM_TEST:]
+    train, val = rest[:-num_val], rest[-num_val:]
+    return _Raw(
+        "digits",
+        X[train],
+        y[train],
+        X[val],
+        y[val],
+        (8, 8),
+        num_classes=10,
+        divide_by=DIGITS_MAX_INTENSITY,
+        X_test=X[test],
+        y_test=y[test],
+    )
 
 
 def _load_npz(path: Path) -> _Raw:
@@ -111,6 +149,14 @@ def _load_npz(path: Path) -> _Raw:
                     f"{', '.join(archive.files) or 'no arrays'}"
                 )
             arrays = {name: archive[name] for name in NPZ_ARRAYS}
+            test = [name for name in NPZ_TEST_ARRAYS if name in archive.files]
+            if len(test) == 1:
+                raise DatasetError(
+                    f"{path}: has {test[0]} but not "
+                    f"{next(n for n in NPZ_TEST_ARRAYS if n not in test)}; a test split "
+                    f"needs both (or neither)"
+                )
+            arrays.update({name: archive[name] for name in test})
     except DatasetError:
         raise
     except (OSError, ValueError) as exc:  # not a zip, truncated, or an object array
@@ -138,7 +184,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DatasetError(
             f"{path}: no such file (a CIFAR-10 folder holds {', '.join(CIFAR10_BATCHES)})"
@@ -162,10 +208,13 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _load_cifar10(folder: Path, num_val: int) -> _Raw:
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder")
-    batches = [_read_cifar_batch(folder / name) for name in CIFAR10_BATCHES]
-    X = np.concatenate([data for data, _ in batches]) / CIFAR10_MAX_INTENSITY
+    batches = [read_cifar_batch(folder / name) for name in CIFAR10_BATCHES]
+    X = np.concatenate([data for data, _ in batches])
     y = np.concatenate([labels for _, labels in batches])
     _check_split(str(folder), len(X), num_val)
+    X_test = y_test = None
+    if (folder / CIFAR10_TEST_BATCH).exists():
+        X_test, y_test = read_cifar_batch(folder / CIFAR10_TEST_BATCH)
     return _Raw(
         str(folder),
         X[:-num_val],
@@ -174,6 +223,9 @@ def _load_cifar10(folder: Path, num_val: int) -> _Raw:
         y[-num_val:],
         CIFAR10_IMAGE_SHAPE,
         num_classes=10,
+        divide_by=CIFAR10_MAX_INTENSITY,
+        X_test=X_test,
+        y_test=y_test,
     )
 
 
@@ -213,34 +265,43 @@ def _features(source: str, name: str, X: Any) -> np.ndarray:
 
 def _preprocess(spec: str, raw: _Raw, dtype: np.dtype) -> Dataset:
     src = raw.source
-    X_train = _features(src, "X_train", raw.X_train)
-    X_val = _features(src, "X_val", raw.X_val)
-    y_train = _labels(src, "y_train", raw.y_train)
-    y_val = _labels(src, "y_val", raw.y_val)
-    for X, y, split in ((X_train, y_train, "train"), (X_val, y_val, "val")):
-        if len(X) != len(y):
-            raise DatasetError(f"{src}: X_{split} has {len(X)} rows but y_{split} has {len(y)}")
-    if X_train.shape[1] != X_val.shape[1]:
-        raise DatasetError(
-            f"{src}: X_train has {X_train.shape[1]} features per row but X_val has {X_val.shape[1]}"
-        )
-    num_classes = raw.num_classes or int(y_train.max()) + 1
+    splits = ["train", "val"] + (["test"] if raw.X_test is not None else [])
+    X = {split: _features(src, f"X_{split}", getattr(raw, f"X_{split}")) for split in splits}
+    y = {split: _labels(src, f"y_{split}", getattr(raw, f"y_{split}")) for split in splits}
+    for split in splits:
+        if len(X[split]) != len(y[split]):
+            raise DatasetError(
+                f"{src}: X_{split} has {len(X[split])} rows but y_{split} has {len(y[split])}"
+            )
+        if X[split].shape[1] != X["train"].shape[1]:
+            raise DatasetError(
+                f"{src}: X_train has {X['train'].shape[1]} features per row but X_{split} "
+                f"has {X[split].shape[1]}"
+            )
+    num_classes = raw.num_classes or int(y["train"].max()) + 1
     if num_classes < 2:
         raise DatasetError(f"{src}: y_train has a single class; classification needs two or more")
-    for y, name in ((y_train, "y_train"), (y_val, "y_val")):
-        out = (y < 0) | (y >= num_classes)
+    for split in splits:
+        out = (y[split] < 0) | (y[split] >= num_classes)
         if out.any():
             raise DatasetError(
-                f"{src}: {name} has label {int(y[out][0])} out of range [0, {num_classes})"
+                f"{src}: y_{split} has label {int(y[split][out][0])} out of range "
+                f"[0, {num_classes})"
             )
-    mean_image = X_train.mean(axis=0)
+    # One code path for the splits and for a model's raw inputs later (predict).
+    mean = (X["train"] / raw.divide_by if raw.divide_by != 1.0 else X["train"]).mean(axis=0)
+    preprocessing = Preprocessing(mean, raw.divide_by, raw.image_shape or ())
+    ready = {split: preprocessing.apply(X[split], dtype) for split in splits}
     return Dataset(
         name=spec,
-        X_train=np.ascontiguousarray(X_train - mean_image, dtype=dtype),
-        y_train=y_train,
-        X_val=np.ascontiguousarray(X_val - mean_image, dtype=dtype),
-        y_val=y_val,
+        X_train=ready["train"],
+        y_train=y["train"],
+        X_val=ready["val"],
+        y_val=y["val"],
         num_classes=num_classes,
-        mean_image=mean_image,
+        mean_image=mean,
         image_shape=raw.image_shape,
+        X_test=ready.get("test"),
+        y_test=y.get("test"),
+        divide_by=raw.divide_by,
     )

@@ -48,6 +48,17 @@ def dead_job_key(rq_job_id: str) -> str:
     return f"hpsearch:dead:job:{rq_job_id}"
 
 
+def ensemble_stop_key(ensemble_id: int) -> str:
+    return f"hpsearch:stop:ensemble:{ensemble_id}"
+
+
+ENSEMBLE_JOB_PREFIX = "ensemble-"
+
+
+def ensemble_job_id(ensemble_id: int, attempt: int) -> str:
+    return f"{ENSEMBLE_JOB_PREFIX}{ensemble_id}-{attempt}"
+
+
 def job_id(first_trial_id: int, attempt: int) -> str:
     """The RQ job id of a batch of trials: its first trial and that trial's attempt (unique,
     since each attempt at a trial is enqueued once)."""
@@ -86,6 +97,68 @@ class TrialJob:
     def checkpoint_subdir(self) -> str:
         """Where this trial's checkpoints go, relative to CHECKPOINT_DIR."""
         return f"sweep{self.sweep_id:06d}/stage{self.stage_index}"
+
+
+@dataclass(frozen=True)
+class EnsembleJob:
+    """Evaluating an ensemble: its members' checkpoints (paths under CHECKPOINT_DIR, best
+    first) on the validation and test splits of the sweep's dataset. The worker returns an
+    EnsembleResult as the RQ job's result."""
+
+    ensemble_id: int
+    sweep_id: int
+    dataset: str
+    members: list[str]
+    attempt: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnsembleJob:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class MemberScore:
+    """One member's accuracies, with its epoch's parameters and with their running average
+    (None where the split or the average is missing)."""
+
+    val_acc: float
+    test_acc: float | None = None
+    average_val_acc: float | None = None
+    average_test_acc: float | None = None
+
+
+@dataclass(frozen=True)
+class EnsemblePoint:
+    """The ensemble of the first k members (their class probabilities averaged)."""
+
+    k: int
+    val_acc: float
+    test_acc: float | None = None
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    status: str  # "finished", or "stopped" when its stop flag was raised
+    members: list[MemberScore] = field(default_factory=list)
+    curve: list[EnsemblePoint] = field(default_factory=list)
+    has_test: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = finite_or_none(asdict(self))  # JSON has no NaN
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnsembleResult:
+        return cls(
+            str(data["status"]),
+            [MemberScore(**m) for m in data.get("members", [])],
+            [EnsemblePoint(**p) for p in data.get("curve", [])],
+            bool(data.get("has_test", False)),
+        )
 
 
 class EventKind(StrEnum):

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from master.errors import BodySizeLimit, install_error_handlers
-from master.routes import health, leaderboard, sweeps, trials, workers
+from master.routes import ensembles, health, leaderboard, sweeps, trials, workers
 from master.services import Services
 from master.settings import Settings
 
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = True) 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (sweeps, trials, leaderboard, workers, health):
+    for module in (sweeps, trials, ensembles, leaderboard, workers, health):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from core import cli as core_cli
 
 EXIT_USAGE = 2
-COMMAND_MODULES = ("core.cli", "master.commands", "worker.cli", "dashboard.cli")
+COMMAND_MODULES = (
+    "core.cli",
+    "master.commands",
+    "master.evaluation_cli",
+    "worker.cli",
+    "dashboard.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ from redis import Redis
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from sqlalchemy import select
 
-from core.messages import LEASE_SECONDS, dead_job_key, lease_key
+from core.messages import ENSEMBLE_JOB_PREFIX, LEASE_SECONDS, dead_job_key, lease_key
 from master.db import Database
 from master.dispatching import Dispatcher
 from master.events import end_cancelled, requeue, sweep_runs
@@ -81,7 +81,8 @@ class Liveness:
     def give_up_failed(self) -> int:
         """Give up the jobs in RQ's failed registry, with RQ's reason."""
         failed = FailedJobRegistry(queue=self.queue.queue)
-        rq_ids = failed.get_job_ids()
+        # An ensemble's failed job is master.evaluating's to record.
+        rq_ids = [j for j in failed.get_job_ids() if not j.startswith(ENSEMBLE_JOB_PREFIX)]
         for rq_id in rq_ids:
             job = self.queue.fetch(rq_id)
             result = job.latest_result() if job is not None else None

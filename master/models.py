@@ -1,4 +1,5 @@
-"""The database tables: sweeps, their stages, their trials and each trial's epochs.
+"""The database tables: sweeps, their stages, their trials and each trial's epochs, and the
+ensembles evaluated from a sweep's checkpoints.
 
 The database is the source of truth (DESIGN.md): Redis only carries the queue and the
 worker events. Hyperparameters, ranges and warnings are JSON columns because their keys are
@@ -62,6 +63,11 @@ class TrialStatus(StrEnum):
 
 
 FINAL_STATUSES = tuple(s for s in TrialStatus if s.is_final)
+
+
+class EnsembleKind(StrEnum):
+    TOP_K = "top-k"  # the sweep's best trials, each by its best checkpoint
+    CHECKPOINTS = "checkpoints"  # the checkpoints of one trial (keep_checkpoints: all)
 
 
 def _status_column(statuses: type[StrEnum]) -> Enum:
@@ -186,6 +192,35 @@ class Trial(Base):
     def _epochs_trained_expression(cls) -> ColumnElement[float]:
         own = cls.epochs_done - cls.start_epoch
         return case((own > 0, own), else_=0.0)
+
+
+class Ensemble(Base):
+    """An evaluation of a sweep's models on its validation and test splits: the ensembles of
+    the first k of `members` for every k, each member alone, and its running average. Runs
+    as a worker's job; its status follows a trial's (queued, running, then final)."""
+
+    __tablename__ = "ensembles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[EnsembleKind] = mapped_column(_status_column(EnsembleKind))
+    params: Mapped[dict[str, Any]]  # as requested, after validation
+    # Made by the master when the sweep finished (its test evaluation), not by a user.
+    automatic: Mapped[bool] = mapped_column(default=False)
+    # Best first: {"trial_id", "checkpoint"} (a path under CHECKPOINT_DIR), then the scores.
+    members: Mapped[list[Any]] = mapped_column(default=list)
+    curve: Mapped[list[Any]] = mapped_column(default=list)  # {"k", "val_acc", "test_acc"}
+    k: Mapped[int | None]  # chosen on validation accuracy (ties to the smaller ensemble)
+    val_acc: Mapped[float | None]
+    test_acc: Mapped[float | None]
+    status: Mapped[TrialStatus] = mapped_column(
+        _status_column(TrialStatus), default=TrialStatus.QUEUED
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
 
 
 class TrialEpoch(Base):

@@ -15,10 +15,11 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from core.messages import STOP_TTL_SECONDS, TrialJob, stop_key, sweep_stop_key
+from core.messages import STOP_TTL_SECONDS, EnsembleJob, TrialJob, stop_key, sweep_stop_key
 
 log = logging.getLogger(__name__)
 JOB_FUNCTION = "worker.jobs.run_trials"
+ENSEMBLE_FUNCTION = "worker.ensembles.run_ensemble"
 FAILURE_TTL_SECONDS = 7 * 24 * 3600
 
 
@@ -47,6 +48,19 @@ class TrialQueue:
         if data:
             self.queue.enqueue_many(data)
         return len(data)
+
+    def enqueue_ensemble(self, rq_id: str, job: EnsembleJob) -> None:
+        self.queue.enqueue_call(
+            ENSEMBLE_FUNCTION,
+            kwargs={"ensemble": job.to_dict()},
+            job_id=rq_id,
+            timeout=-1,
+            # The result is the evaluation itself, read by the master's next pass: kept as
+            # long as a failure, so that a master down for days still finds it.
+            result_ttl=FAILURE_TTL_SECONDS,
+            failure_ttl=FAILURE_TTL_SECONDS,
+            description=f"ensemble {job.ensemble_id} (sweep {job.sweep_id})",
+        )
 
     def taken_job_ids(self) -> set[str]:
         """Jobs a worker took off the queue but has not started yet (RQ's intermediate

@@ -3,8 +3,8 @@ sweeps through their stages, and judge liveness.
 
 Each job has its own module: master.leadership (exactly one active scheduler),
 master.consuming (the event stream), master.dispatching (queueing trials, next stages),
-master.liveness (dead workers, lost and failed jobs). Redis or database outages are retried
-with back-off; nothing is acknowledged meanwhile.
+master.liveness (dead workers, lost and failed jobs), master.evaluating (ensembles). Redis
+or database outages are retried with back-off; nothing is acknowledged meanwhile.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from master.consuming import Backlog, EventConsumer
 from master.db import Database, DatabaseUnavailable
 from master.dispatching import Dispatcher
+from master.evaluating import Evaluations
 from master.leadership import SchedulerLease
 from master.liveness import Liveness
 from master.queueing import TrialQueue
@@ -44,6 +45,7 @@ class Scheduler:
         self.dispatcher = dispatcher
         self.consumer = EventConsumer(db, redis)
         self.liveness = Liveness(db, redis, queue, dispatcher, self.consumer.all_applied, clock)
+        self.evaluations = Evaluations(db, redis, queue, self.liveness.ready)
         self.lease = SchedulerLease(redis, lease_seconds)
         self.reconcile_seconds = reconcile_seconds
         self.clock = clock
@@ -65,6 +67,7 @@ class Scheduler:
                 if self.clock() >= next_reconcile:
                     self.liveness.judge()
                     self.dispatcher.enqueue_pending()
+                    self.evaluations.step()
                     next_reconcile = self.clock() + self.reconcile_seconds
                 self.last_pass = self.clock()
                 backoff = 0.1
@@ -90,6 +93,8 @@ class Scheduler:
         many events were read."""
         consumed = self.consumer.step(block_ms)
         self.dispatcher.advance(consumed.ended_sweeps)
+        if consumed.ended_sweeps:  # a sweep that finished has its evaluation to enqueue
+            self.evaluations.enqueue_pending()
         if consumed.requeued:
             self.dispatcher.enqueue_pending()
         return consumed.read

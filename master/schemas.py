@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+MAX_ENSEMBLE_MEMBERS = 50
 
 
 class Message(BaseModel):
@@ -29,6 +31,19 @@ class StagePublic(BaseModel):
     planned_at: datetime | None
 
 
+class TestEvaluation(BaseModel):
+    """A finished sweep's models on its held-out test split, which nothing selected on."""
+
+    status: str = Field(description="of the evaluation's ensemble: queued, running, finished...")
+    ensemble_id: int
+    best_trial_id: int | None = Field(description="the sweep's best trial (by validation)")
+    best_val_acc: float | None
+    best_test_acc: float | None = Field(description="None: the dataset has no test split")
+    k: int | None = Field(description="members of the top-k ensemble chosen on validation")
+    ensemble_val_acc: float | None
+    ensemble_test_acc: float | None
+
+
 class SweepPublic(BaseModel):
     id: int
     name: str
@@ -47,6 +62,9 @@ class SweepPublic(BaseModel):
     final_warnings: list[str] = Field(
         default_factory=list,
         description="once finished: where the best trial of the last stage sits on a border",
+    )
+    test: TestEvaluation | None = Field(
+        default=None, description="once finished: the best trial and ensemble on the test split"
     )
     spec: dict[str, Any]
 
@@ -105,6 +123,11 @@ class EpochPublic(BaseModel):
 
 
 class TrialDetail(TrialPublic):
+    best_checkpoint: str | None = Field(
+        default=None,
+        description="the file of the best epoch, under CHECKPOINT_DIR (a promoted trial's "
+        "may be its parent's); the dashboard serves it at /files/PATH",
+    )
     history: list[EpochPublic]
     loss: list[float | None] = Field(description="cost per iteration")
 
@@ -160,3 +183,73 @@ class HealthPublic(BaseModel):
     checkpoint_dir: ComponentHealth
     scheduler: SchedulerHealth | None = Field(description="null when Redis cannot be reached")
     events: EventBacklog | None = Field(description="null when Redis cannot be reached")
+
+
+class EnsembleRequest(BaseModel):
+    """POST /api/sweeps/{id}/ensembles."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["top-k", "checkpoints"] = Field(
+        description="top-k: the sweep's best trials; checkpoints: one trial's checkpoints"
+    )
+    max_k: int = Field(
+        default=5,
+        ge=1,
+        le=MAX_ENSEMBLE_MEMBERS,
+        description="members at most; every k up to it is scored",
+    )
+    trial_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="kind checkpoints: the trial (default: the sweep's best)",
+    )
+
+    @model_validator(mode="after")
+    def _trial_only_for_checkpoints(self) -> EnsembleRequest:
+        if self.trial_id is not None and self.kind != "checkpoints":
+            raise ValueError("trial_id: only for kind checkpoints")
+        return self
+
+
+class EnsembleMember(BaseModel):
+    trial_id: int
+    checkpoint: str = Field(description="path under CHECKPOINT_DIR")
+    val_acc: float | None = None
+    test_acc: float | None = None
+    average_val_acc: float | None = Field(
+        default=None, description="with the running average of its parameters"
+    )
+    average_test_acc: float | None = None
+
+
+class EnsemblePoint(BaseModel):
+    k: int
+    val_acc: float
+    test_acc: float | None = None
+
+
+class EnsemblePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    sweep_id: int
+    kind: str
+    params: dict[str, Any]
+    automatic: bool = Field(description="the sweep's own test evaluation, made when it finished")
+    status: str
+    reason: str | None
+    members: list[EnsembleMember] = Field(description="best first")
+    curve: list[EnsemblePoint] = Field(description="the first k members together, every k")
+    k: int | None = Field(description="chosen on validation accuracy (ties: the smaller)")
+    val_acc: float | None
+    test_acc: float | None
+    attempts: int
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class EnsemblesPublic(BaseModel):
+    data: list[EnsemblePublic]
+    count: int

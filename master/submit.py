@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 POLL_SECONDS = 1.0
+EVALUATION_WAIT_SECONDS = 300  # for a finished sweep's test evaluation (a worker's job)
 BAR_WIDTH = 30
 FINAL = ("finished", "exploded", "failed", "stopped")
 
@@ -35,6 +36,8 @@ def run_submit(args: argparse.Namespace) -> int:
         return 0
     sweep = watch(url, sweep["id"])
     print_top(url, sweep["id"])
+    if sweep["status"] == "finished":
+        print_test(url, sweep["id"])
     return 0 if sweep["status"] == "finished" else 1
 
 
@@ -137,6 +140,43 @@ def print_top(url: str, sweep_id: int, count: int = 5) -> None:
             f"  {trial['rank']}. val {trial['best_val_acc']:.4f}  trial {trial['id']} "
             f"stage {trial['stage']} ep {trial['epochs_done']:g} {trial['status']}  {params}"
         )
+
+
+def print_test(url: str, sweep_id: int) -> None:
+    """The finished sweep's test evaluation, once a worker has made it."""
+    deadline = time.monotonic() + EVALUATION_WAIT_SECONDS
+    said_waiting = False
+    while True:
+        test = request(url, "GET", f"/api/sweeps/{sweep_id}").get("test")
+        if test is None:
+            print("no test evaluation: no trial has a checkpoint to evaluate")
+            return
+        if test["status"] not in ("queued", "running"):
+            break
+        if time.monotonic() > deadline:
+            print(f"the test evaluation is still {test['status']}: {url}/api/ensembles/"
+                  f"{test['ensemble_id']}")  # fmt: skip
+            return
+        if not said_waiting:
+            print("evaluating the best models on the test split...")
+            said_waiting = True
+        time.sleep(POLL_SECONDS)
+    if test["status"] != "finished":
+        ensemble = request(url, "GET", f"/api/ensembles/{test['ensemble_id']}")
+        print(f"the test evaluation {test['status']}: {ensemble['reason']}")
+        return
+    if test["best_test_acc"] is None:
+        print("the dataset has no test split: no test accuracy to report")
+        return
+    print("test split (held out: nothing was selected on it):")
+    print(
+        f"  best trial {test['best_trial_id']}: val {test['best_val_acc']:.4f}  "
+        f"test {test['best_test_acc']:.4f}"
+    )
+    print(
+        f"  top-{test['k']} ensemble (k chosen on val): val {test['ensemble_val_acc']:.4f}  "
+        f"test {test['ensemble_test_acc']:.4f}  ({url}/api/ensembles/{test['ensemble_id']})"
+    )
 
 
 def trial_space_names(trial: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from master.evaluating import evaluate_finished_sweep
 from master.models import (
     FINAL_STATUSES,
     Stage,
@@ -199,6 +200,7 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
     if stage.index + 1 >= len(sweep.stages):
         sweep.status = SweepStatus.FINISHED
         sweep.finished_at = utcnow()
+        evaluate_finished_sweep(session, sweep)  # on the test split, by a worker
         return True
     spec = SweepSpec.stored(sweep.spec)
     following = sweep.stages[stage.index + 1]

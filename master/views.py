@@ -10,13 +10,24 @@ from rq.worker import BaseWorker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from master.models import FINAL_STATUSES, Sweep, SweepStatus, Trial, TrialStatus, ranking
+from master.evaluating import best_checkpoint, test_evaluation
+from master.models import (
+    FINAL_STATUSES,
+    Ensemble,
+    Sweep,
+    SweepStatus,
+    Trial,
+    TrialStatus,
+    ranking,
+)
 from master.planning import final_border_warnings
 from master.schemas import (
+    EnsemblePublic,
     EpochPublic,
     RankedTrial,
     StagePublic,
     SweepPublic,
+    TestEvaluation,
     TrialDetail,
     TrialPublic,
     WorkerPublic,
@@ -65,8 +76,29 @@ def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
         stages=stages,
         epochs_trained=epochs_trained(session, sweep.id),
         final_warnings=final_warnings(session, sweep),
+        test=_test_public(test_evaluation(session, sweep)),
         spec=sweep.spec,
     )
+
+
+def _test_public(ensemble: Ensemble | None) -> TestEvaluation | None:
+    if ensemble is None:
+        return None
+    best = ensemble.members[0] if ensemble.members else {}
+    return TestEvaluation(
+        status=ensemble.status,
+        ensemble_id=ensemble.id,
+        best_trial_id=best.get("trial_id"),
+        best_val_acc=best.get("val_acc"),
+        best_test_acc=best.get("test_acc"),
+        k=ensemble.k,
+        ensemble_val_acc=ensemble.val_acc,
+        ensemble_test_acc=ensemble.test_acc,
+    )
+
+
+def ensemble_public(ensemble: Ensemble) -> EnsemblePublic:
+    return EnsemblePublic.model_validate(ensemble)
 
 
 def epochs_trained(session: Session, sweep_id: int) -> float:
@@ -103,10 +135,13 @@ def ranked_trial(trial: Trial, rank: int) -> RankedTrial:
     return RankedTrial.model_validate(trial).model_copy(update={"rank": rank})
 
 
-def trial_detail(trial: Trial) -> TrialDetail:
+def trial_detail(session: Session, trial: Trial) -> TrialDetail:
     history = [EpochPublic.model_validate(epoch) for epoch in trial.epochs]
     loss = [cost for epoch in trial.epochs for cost in epoch.loss]
-    return TrialDetail(**trial_public(trial).model_dump(), history=history, loss=loss)
+    best = best_checkpoint(trial, lambda trial_id: session.get(Trial, trial_id))
+    return TrialDetail(
+        **trial_public(trial).model_dump(), best_checkpoint=best, history=history, loss=loss
+    )
 
 
 def live_workers(redis: Redis, session: Session) -> list[WorkerPublic]:

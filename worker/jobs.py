@@ -105,9 +105,7 @@ def _train_trial(
     model, state, existing, damaged = _resume_or_start(existing, config, data, trial.trial_id)
     if not existing and trial.resume_from is not None:
         model, state = _promoted(checkpoint_dir / trial.resume_from, config, model, state)
-    writer = _CheckpointWriter(
-        trial, checkpoint_dir, directory, reporter, stop, existing, data.image_shape
-    )
+    writer = _CheckpointWriter(trial, checkpoint_dir, directory, reporter, stop, existing, data)
     reporter.send(Started(worker, socket.gethostname(), state.epoch, damaged))
     for k in range(len(state.history.epoch)):  # what the checkpoint holds, in case it was lost
         writer.report_epoch(state, k)
@@ -189,7 +187,7 @@ class _CheckpointWriter:
         reporter: Reporter,
         stop: StopFlag,
         existing: list[tuple[Path, CheckpointName]],
-        image_shape: tuple[int, ...] | None,
+        data: Dataset,
     ) -> None:
         self.trial = trial
         self.stop = stop
@@ -197,8 +195,10 @@ class _CheckpointWriter:
         self.directory = directory
         self.reporter = reporter
         self.last_iteration = -1
-        # Saved with each checkpoint so the dashboard can draw first-layer weights as images.
-        self.image_shape = image_shape
+        # Saved with each checkpoint: the dashboard draws first-layer weights as images, and
+        # the preprocessing makes the model predict on raw inputs.
+        self.image_shape = data.image_shape
+        self.preprocessing = data.preprocessing
         self.train_seconds = 0.0  # in the trainer, this attempt: the rest is our overhead
         # The trial's files, oldest epoch first, kept up to date here rather than listed
         # again: a stage directory holds every trial's files.
@@ -239,6 +239,7 @@ class _CheckpointWriter:
             model,
             state,
             extra={"trial": self.trial.to_dict(), "image_shape": self.image_shape},
+            preprocessing=self.preprocessing,
         )
         checkpoints = [c for c in self.checkpoints if c[0] != path]
         checkpoints.append((path, parse_checkpoint_name(path)))

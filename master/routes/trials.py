@@ -26,7 +26,7 @@ TrialId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="trial id")]
 def read_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
     """A trial: hyperparameters, status, per-epoch history and checkpoint files."""
     with services.db.reading() as session:
-        return trial_detail(get_trial(session, trial_id, options=WITH_EPOCHS))
+        return trial_detail(session, get_trial(session, trial_id, options=WITH_EPOCHS))
 
 
 @router.post(
@@ -54,7 +54,7 @@ def stop_trial(trial_id: TrialId, services: ServicesDep) -> TrialDetail:
     if sweep_id is not None:  # the stage may be complete now
         services.dispatcher.advance([sweep_id])
     with services.db.reading() as session:
-        return trial_detail(get_trial(session, trial_id, options=WITH_EPOCHS))
+        return trial_detail(session, get_trial(session, trial_id, options=WITH_EPOCHS))
 
 
 def _job_has_open_trials(services: Services, job_id: str) -> bool:

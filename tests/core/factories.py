@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
+from core import checkpoint as ckpt
 from core.data import Dataset
 
 
@@ -35,3 +40,19 @@ def tiny_dataset(
     return Dataset(
         "tiny", X[:num_train], y[:num_train], X[num_train:], y[num_train:], num_classes, mean
     )
+
+
+def as_format_2(path: Path, extra: dict[str, Any] | None = None) -> Path:
+    """A copy of a checkpoint as format 2 wrote it (no preprocessing), beside it as old.npz."""
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    meta = json.loads(arrays.pop(ckpt.META_KEY).tobytes())
+    meta["format"] = 2
+    del meta["preprocessing"]
+    del arrays[ckpt.MEAN_KEY]
+    if extra is not None:
+        meta["extra"] = extra
+    arrays[ckpt.META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    old = path.with_name("old.npz")
+    np.savez(old, **arrays)
+    return old

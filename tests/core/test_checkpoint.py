@@ -21,6 +21,7 @@ from core.checkpoint import (
 from core.config import TrainConfig
 from core.data import Dataset
 from core.trainer import build_model, train
+from tests.core.factories import as_format_2
 
 
 def test_name_format_and_parse_round_trip() -> None:
@@ -179,8 +180,25 @@ def test_a_format_1_checkpoint_with_its_costs_in_the_json_still_loads(
     loaded = load_checkpoint(old)
     assert loaded.state.history == state.history
     np.testing.assert_array_equal(loaded.model.flat, model.flat)
-    meta["format"] = 3
+    meta["format"] = 4
     arrays[ckpt.META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(old, **arrays)
-    with pytest.raises(CheckpointError, match="format 3 is not one this version reads"):
+    with pytest.raises(CheckpointError, match="format 4 is not one this version reads"):
         load_checkpoint(old)
+
+
+def test_the_preprocessing_round_trips_and_a_format_2_file_loads_without_it(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    config = TrainConfig(num_epochs=1, hidden_sizes=(20,))
+    model = build_model(config, digits)
+    state = train(model, digits, config)
+    path = save_checkpoint(tmp_path / "new.npz", model, state, preprocessing=digits.preprocessing)
+    loaded = load_checkpoint(path)
+    assert loaded.format == 3 and loaded.preprocessing is not None
+    assert loaded.preprocessing.divide_by == 16.0 and loaded.preprocessing.input_shape == (8, 8)
+    np.testing.assert_array_equal(loaded.preprocessing.mean, digits.mean_image)
+    old = as_format_2(path)  # no preprocessing entry, no mean array
+    loaded = load_checkpoint(old)
+    assert loaded.format == 2 and loaded.preprocessing is None
+    np.testing.assert_array_equal(loaded.model.flat, model.flat)

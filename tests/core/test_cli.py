@@ -141,7 +141,7 @@ def test_progress_bar_is_drawn_on_a_terminal() -> None:
             break
         drawn += chunk
     assert process.wait(timeout=60) == 0
-    assert re.search(rb"\r\[#+\.*\] iteration \d+/129", drawn), drawn[:200]
+    assert re.search(rb"\r\[#+\.*\] iteration \d+/119", drawn), drawn[:200]
 
 
 def test_a_non_finite_first_cost_still_gives_valid_json(tmp_path: Path) -> None:

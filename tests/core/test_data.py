@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.data import DatasetError, load_dataset
+from core.data import Dataset, DatasetError, load_dataset
 
 
 def test_digits_split_and_preprocessing() -> None:
     data = load_dataset("digits")
-    assert data.X_train.shape == (1297, 64) and data.X_val.shape == (500, 64)
+    assert data.X_train.shape == (1197, 64) and data.X_val.shape == (300, 64)
+    assert data.X_test is not None and data.y_test is not None
+    assert data.X_test.shape == (300, 64) and data.X_test.dtype == np.float32
     assert data.X_train.dtype == np.float32 and data.num_classes == 10
     assert data.image_shape == (8, 8)
     # The mean comes from the training split only: train is centred, val is not exactly.
@@ -24,6 +26,28 @@ def test_digits_split_and_preprocessing() -> None:
     assert load_dataset("digits", dtype="float64").X_val.dtype == np.float64
     again = load_dataset("digits")
     np.testing.assert_array_equal(again.y_val, data.y_val)  # fixed split seed
+
+
+def test_the_digits_test_split_is_the_same_images_whatever_num_val() -> None:
+    from sklearn.datasets import load_digits
+
+    default = load_dataset("digits", dtype="float64")
+    wider = load_dataset("digits", dtype="float64", num_val=600)
+    assert wider.X_val.shape == (600, 64) and wider.X_train.shape == (897, 64)
+    assert default.X_test is not None and wider.X_test is not None
+
+    def pixels(X: np.ndarray, data: Dataset) -> np.ndarray:  # back to raw 0-16 intensities
+        return np.round((X + data.mean_image) * 16).astype(int)
+
+    np.testing.assert_array_equal(pixels(wider.X_test, wider), pixels(default.X_test, default))
+    np.testing.assert_array_equal(wider.y_test, default.y_test)
+    # The three splits are the whole set, each image once.
+    splits = [pixels(wider.X_train, wider), pixels(wider.X_val, wider), pixels(wider.X_test, wider)]
+    every = np.vstack(splits)
+    raw = load_digits().data.astype(int)
+    assert len(every) == len(raw)
+    key = lambda rows: sorted(map(tuple, rows))  # noqa: E731
+    assert key(every) == key(raw)
 
 
 def test_npz_images_are_flattened(tmp_path: Path) -> None:
@@ -70,6 +94,43 @@ def test_cifar10_batches(tmp_path: Path, protocol: int) -> None:
         data.X_val[-1] + data.mean_image, last[b"data"][-1] / 255.0, atol=1e-6
     )
     assert data.y_val[-1] == last[b"labels"][-1]
+    # The test split is test_batch, scaled and centred with the training mean.
+    with open(tmp_path / "cifar" / "test_batch", "rb") as f:
+        test = pickle.load(f, encoding="bytes")
+    assert data.X_test is not None and data.X_test.shape == (40, 3072)
+    np.testing.assert_allclose(data.X_test + data.mean_image, test[b"data"] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(data.y_test, test[b"labels"])
+
+
+def test_a_cifar10_folder_without_test_batch_has_no_test_split(tmp_path: Path) -> None:
+    write_cifar(tmp_path / "cifar", per_batch=10)
+    os.remove(tmp_path / "cifar" / "test_batch")
+    data = load_dataset(f"cifar10:{tmp_path / 'cifar'}", num_val=5)
+    assert not data.has_test and data.X_test is None and data.y_test is None
+
+
+def test_npz_test_arrays_are_optional_and_checked(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    X_test, y_test = rng.random((6, 5)), np.arange(6) % 4
+    with_test = load_dataset(bad_npz(tmp_path, {"X_test": X_test, "y_test": y_test}))
+    assert with_test.X_test is not None
+    np.testing.assert_allclose(with_test.X_test + with_test.mean_image, X_test, atol=1e-6)
+    np.testing.assert_array_equal(with_test.y_test, y_test)
+    without = load_dataset(bad_npz(tmp_path, {}))
+    assert not without.has_test
+    # Training and validation are the same with or without a test split.
+    np.testing.assert_array_equal(with_test.X_train, without.X_train)
+    np.testing.assert_array_equal(with_test.X_val, without.X_val)
+    cases: list[tuple[dict[str, np.ndarray | None], str]] = [
+        ({"X_test": X_test}, "has X_test but not y_test; a test split needs both"),
+        ({"y_test": y_test}, "has y_test but not X_test"),
+        ({"X_test": X_test, "y_test": y_test[:5]}, "X_test has 6 rows but y_test has 5"),
+        ({"X_test": rng.random((6, 4)), "y_test": y_test}, "X_test has 4"),
+        ({"X_test": X_test, "y_test": np.full(6, 7)}, r"y_test has label 7 out of range"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(DatasetError, match=message):
+            load_dataset(bad_npz(tmp_path, overrides))
 
 
 def bad_npz(tmp_path: Path, overrides: dict[str, np.ndarray | None]) -> str:
@@ -128,8 +189,8 @@ def test_bad_specs_and_files(tmp_path: Path) -> None:
 
 
 def test_split_larger_than_the_data(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"digits: a validation split of 1797 needs"):
-        load_dataset("digits", num_val=1797)
+    with pytest.raises(DatasetError, match=r"digits: a validation split of 1497 needs .* < 1497"):
+        load_dataset("digits", num_val=1497)  # 1797 images, 300 of them the test split
     write_cifar(tmp_path / "c", per_batch=10)
     with pytest.raises(DatasetError, match="validation split of 1000 needs 1 <= num_val < 50"):
         load_dataset(f"cifar10:{tmp_path / 'c'}")

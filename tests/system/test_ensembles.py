@@ -1,0 +1,247 @@
+"""Evaluation through the real system: a finished sweep is scored on its test split by a
+worker, ensembles of both kinds run on real RQ workers and match what core.predict computes
+from the same checkpoints, and the test split never changes what a sweep selects."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.data import load_dataset
+from core.predict import load_ensemble, load_model
+from tests.master.factories import example_spec
+from tests.servers import wait_for
+from tests.system.conftest import System
+
+pytestmark = pytest.mark.slow
+
+
+def small_spec(name: str, **changes: Any) -> dict[str, Any]:
+    spec = example_spec(
+        name=name,
+        model={"hidden_sizes": [32]},
+        fixed={"update": "adam", "batch_size": 100},
+        space={"learning_rate": {"dist": "loguniform", "low": 1e-4, "high": 3e-2}},
+        stages=[{"trials": 6, "epochs": 2}, {"trials": 3, "epochs": 4, "keep_top": 3}],
+    )
+    spec.update(changes)
+    return spec
+
+
+def finished_ensemble(system: System, ensemble_id: int) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        ensemble: dict[str, Any] = system.get(f"/api/ensembles/{ensemble_id}")
+        return ensemble if ensemble["status"] not in ("queued", "running") else None
+
+    result: dict[str, Any] = wait_for(done, 60, f"ensemble {ensemble_id} to end", 0.2)
+    return result
+
+
+def evaluated(system: System, sweep_id: int) -> dict[str, Any]:
+    """The sweep's test evaluation, once the worker's job has finished it."""
+
+    def finished() -> dict[str, Any] | None:
+        test: dict[str, Any] | None = system.get(f"/api/sweeps/{sweep_id}")["test"]
+        return test if test is not None and test["status"] == "finished" else None
+
+    result: dict[str, Any] = wait_for(finished, 60, f"sweep {sweep_id}'s test evaluation", 0.2)
+    return result
+
+
+def test_a_finished_sweep_is_scored_on_its_test_split(system: System) -> None:
+    sweep_id = system.submit(small_spec("evaluated"))
+    system.wait_until_done(sweep_id, 120)
+    test = evaluated(system, sweep_id)
+    best = system.get("/api/leaderboard", sweep=sweep_id, limit=1)["data"][0]
+    assert test["best_trial_id"] == best["id"]
+    # The checkpoint's name rounds its validation accuracy to 4 places.
+    assert abs(test["best_val_acc"] - best["best_val_acc"]) < 5e-5
+    ensemble = system.get(f"/api/ensembles/{test['ensemble_id']}")
+    assert ensemble["automatic"] and ensemble["kind"] == "top-k"
+    assert [p["k"] for p in ensemble["curve"]] == list(range(1, len(ensemble["members"]) + 1))
+    # k is chosen on validation alone: the first of the best.
+    vals = [p["val_acc"] for p in ensemble["curve"]]
+    assert ensemble["k"] == vals.index(max(vals)) + 1
+    assert test["ensemble_test_acc"] == ensemble["curve"][ensemble["k"] - 1]["test_acc"]
+    # The numbers are what core.predict makes of the same files on raw test images.
+    data = load_dataset("digits")
+    assert data.X_test is not None
+    raw = np.round((data.X_test.astype(np.float64) + data.mean_image) * 16)
+    paths = [system.checkpoints / m["checkpoint"] for m in ensemble["members"]]
+    single = load_model(paths[0]).predict(raw)
+    assert test["best_test_acc"] == pytest.approx(float(np.mean(single == data.y_test)))
+    together = load_ensemble(paths[: ensemble["k"]]).predict(raw)
+    assert test["ensemble_test_acc"] == pytest.approx(float(np.mean(together == data.y_test)))
+    detail = system.get(f"/api/trials/{best['id']}")
+    assert detail["best_checkpoint"] == ensemble["members"][0]["checkpoint"]
+
+
+def test_both_kinds_run_on_workers_and_a_lost_file_fails_one(system: System) -> None:
+    sweep_id = system.submit(small_spec("kinds", keep_checkpoints="all"))
+    system.wait_until_done(sweep_id, 120)
+    code, top = system.post(f"/api/sweeps/{sweep_id}/ensembles", {"kind": "top-k", "max_k": 3})
+    assert code == 201, top
+    top = finished_ensemble(system, top["id"])
+    assert top["status"] == "finished" and len(top["curve"]) == 3
+    assert all(m["average_val_acc"] is not None for m in top["members"])
+    best_id = top["members"][0]["trial_id"]
+    code, one = system.post(f"/api/sweeps/{sweep_id}/ensembles", {"kind": "checkpoints"})
+    assert code == 201, one
+    assert one["params"] == {"max_k": 5, "trial_id": best_id}  # the sweep's best by default
+    one = finished_ensemble(system, one["id"])
+    trial = system.get(f"/api/trials/{best_id}")
+    assert {m["checkpoint"] for m in one["members"]} == set(trial["checkpoints"])
+    accuracies = [m["val_acc"] for m in one["members"]]
+    assert accuracies == sorted(accuracies, reverse=True)  # best first
+    # A member's file gone from the volume: the worker's job fails, naming it.
+    victim = system.checkpoints / top["members"][1]["checkpoint"]
+    victim.rename(victim.with_suffix(".moved"))
+    try:
+        code, broken = system.post(
+            f"/api/sweeps/{sweep_id}/ensembles", {"kind": "top-k", "max_k": 3}
+        )
+        assert code == 201
+        broken = finished_ensemble(system, broken["id"])
+    finally:
+        victim.with_suffix(".moved").rename(victim)
+    assert broken["status"] == "failed"
+    assert victim.name in broken["reason"] and "no such file" in broken["reason"]
+
+
+def test_bad_ensemble_requests_are_refused_naming_the_field(system: System) -> None:
+    sweep_id = system.submit(small_spec("refusals"))
+    code, body = system.post(f"/api/sweeps/{sweep_id}/ensembles", {"kind": "top-k"})
+    assert code == 409 and "running" in body["detail"]
+    system.wait_until_done(sweep_id, 120)
+    trials = system.trials(sweep_id)
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"kind": "bagging"}, 422, "kind"),
+        ({}, 422, "kind"),
+        ({"kind": "top-k", "max_k": 0}, 422, "max_k"),
+        ({"kind": "top-k", "max_k": 51}, 422, "max_k"),
+        ({"kind": "top-k", "trial_id": trials[0]["id"]}, 422, "trial_id: only for kind"),
+        ({"kind": "top-k", "members": 3}, 422, "members"),
+        ({"kind": "checkpoints", "trial_id": 2**31}, 422, "trial_id"),
+        ({"kind": "checkpoints", "trial_id": trials[0]["id"] + 10_000}, 422, "trial_id"),
+        # Two files at most (best and latest): not enough, and the message says what to do.
+        ({"kind": "checkpoints", "trial_id": trials[0]["id"]}, 422, "keep_checkpoints: all"),
+    ]
+    for body_in, expected, words in cases:
+        code, body = system.post(f"/api/sweeps/{sweep_id}/ensembles", body_in)
+        assert code == expected and words in body["detail"], (body_in, code, body)
+    code, body = system.post("/api/sweeps/999999/ensembles", {"kind": "top-k"})
+    assert code == 404 and "sweep 999999" in body["detail"]
+    code, body = system.post("/api/ensembles/999999/stop")
+    assert code == 404 and "ensemble 999999" in body["detail"]
+    test = evaluated(system, sweep_id)
+    code, body = system.post(f"/api/ensembles/{test['ensemble_id']}/stop")
+    assert code == 409 and "already finished" in body["detail"]
+
+
+def test_the_test_split_changes_nothing_a_sweep_selects(system: System, tmp_path: Path) -> None:
+    digits = load_dataset("digits", dtype="float64")
+    assert digits.X_test is not None and digits.y_test is not None
+    arrays: dict[str, Any] = {
+        "X_train": digits.X_train, "y_train": digits.y_train,
+        "X_val": digits.X_val, "y_val": digits.y_val,
+    }  # fmt: skip
+    honest, scrambled = tmp_path / "honest.npz", tmp_path / "scrambled.npz"
+    np.savez(honest, **arrays, X_test=digits.X_test, y_test=digits.y_test)
+    wrong = (digits.y_test + 1 + np.arange(len(digits.y_test)) % 9) % 10  # every label wrong
+    np.savez(scrambled, **arrays, X_test=digits.X_test, y_test=wrong)
+    runs = []
+    for path in (honest, scrambled):
+        sweep_id = system.submit(small_spec(path.stem, dataset=f"npz:{path}"))
+        system.wait_until_done(sweep_id, 120)
+        test = evaluated(system, sweep_id)
+        chosen = [
+            (t["stage"], t["hyperparameters"], t["best_val_acc"], t["epochs_done"])
+            for t in system.trials(sweep_id)
+        ]
+        runs.append((chosen, test))
+    (honest_trials, honest_test), (scrambled_trials, scrambled_test) = runs
+    assert honest_trials == scrambled_trials  # every stage sampled and ranked the same
+    assert honest_test["best_val_acc"] == scrambled_test["best_val_acc"]
+    # The same model, scored against labels that are all wrong: only its own mistakes match.
+    assert honest_test["best_test_acc"] > 0.5 and scrambled_test["best_test_acc"] < 0.1
+
+
+def test_from_sweep_to_predictions_on_the_command_line(system: System, tmp_path: Path) -> None:
+    spec_file = tmp_path / "sweep.json"
+    spec_file.write_text(json.dumps(small_spec("shell")))
+    env = {**os.environ, "HPSEARCH_URL": system.url}
+    watched = hpsearch("submit", str(spec_file), "--watch", env=env)
+    assert watched.returncode == 0, watched.stderr
+    lines = watched.stdout.splitlines()
+    assert "test split (held out: nothing was selected on it):" in lines
+    best = re.search(r"best trial (\d+): val 0\.\d{4}  test (0\.\d{4})", watched.stdout)
+    chosen = re.search(
+        r"top-(\d) ensemble \(k chosen on val\): .*/api/ensembles/(\d+)\)", watched.stdout
+    )
+    assert best and chosen, watched.stdout
+    ensemble_id, k = int(chosen[2]), int(chosen[1])
+    ensemble = system.get(f"/api/ensembles/{ensemble_id}")
+    # The raw test images in an .npz, predicted with the stored ensemble's chosen members.
+    data = load_dataset("digits")
+    assert data.X_test is not None
+    raw = np.round((data.X_test.astype(np.float64) + data.mean_image) * 16)
+    np.savez(tmp_path / "raw.npz", X=raw)
+    out = tmp_path / "predictions.npy"
+    predicted = hpsearch(
+        "predict", "--ensemble", str(ensemble_id), "--checkpoint-dir", str(system.checkpoints),
+        "--input", str(tmp_path / "raw.npz"), "--output", str(out), env=env,
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    assert (
+        f"300 inputs from {tmp_path / 'raw.npz'}, predicted by ensemble {ensemble_id}"
+        in predicted.stdout
+    )
+    paths = [system.checkpoints / m["checkpoint"] for m in ensemble["members"][:k]]
+    np.testing.assert_array_equal(np.load(out), load_ensemble(paths).predict(raw))
+    assert float(np.mean(np.load(out) == data.y_test)) == pytest.approx(
+        float(chosen_test(watched.stdout))
+    )
+    one = hpsearch(
+        "predict", "--checkpoint", str(paths[0]), "--input", str(tmp_path / "raw.npz"),
+        "--output", str(out), "--probabilities", env=env,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    assert np.load(out).shape == (300, 10)
+    assert float(best[2]) == pytest.approx(
+        float(np.mean(np.load(out).argmax(1) == data.y_test)), abs=5e-5
+    )
+    bad = hpsearch(
+        "predict", "--checkpoint", str(tmp_path / "none.npz"),
+        "--input", str(tmp_path / "raw.npz"), "--output", str(out), env=env,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "none.npz: no such file" in bad.stderr
+    sweep_id = ensemble["sweep_id"]
+    asked = hpsearch(
+        "ensemble", str(sweep_id), "--kind", "top-k", "--max-k", "2", "--watch", env=env
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert re.search(r"^   1  0\.\d{4}  0\.\d{4}", asked.stdout, re.M), asked.stdout
+    assert "<- chosen on val" in asked.stdout
+    refused = hpsearch("ensemble", str(sweep_id), "--max-k", "0", env=env)
+    assert refused.returncode == 2 and "max_k" in refused.stderr
+
+
+def chosen_test(stdout: str) -> str:
+    match = re.search(r"top-\d ensemble .*test (0\.\d{4})", stdout)
+    assert match, stdout
+    return match[1]
+
+
+def hpsearch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "master.cli", *args],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
