@@ -13,13 +13,13 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from dashboard.figures import sweep_figures
+from dashboard.figures import ensembles_figure, sweep_figures
 from dashboard.files import NoSuchFile, checkpoint_path, inside
 from dashboard.leaderboard import best_checkpoint
 from dashboard.state import DashboardDep, Id
 from dashboard.trial_figures import trial_figures
 from dashboard.weights import NoImage, first_layer_png
-from master.models import SweepStatus, Trial
+from master.models import Ensemble, SweepStatus, Trial
 from master.sweeps import NotFound, get_sweep, get_trial
 
 router = APIRouter()
@@ -63,7 +63,13 @@ def read_sweep_figures(sweep_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
             .order_by(Trial.id)
         ).all()
         figures = sweep_figures(sweep.spec.get("space", {}), sweep.stages, trials)
-        return {"figures": figures, "live": sweep.status == SweepStatus.RUNNING}
+        ensembles = session.scalars(
+            select(Ensemble).where(Ensemble.sweep_id == sweep_id).order_by(Ensemble.id)
+        ).all()
+        if any(e.curve for e in ensembles):
+            figures["plot-ensembles"] = ensembles_figure([e for e in ensembles if e.curve])
+        evaluating = any(not e.status.is_final for e in ensembles)
+        return {"figures": figures, "live": sweep.status == SweepStatus.RUNNING or evaluating}
 
 
 @router.get("/api/trials/{trial_id}/figures")

@@ -3,7 +3,8 @@ page hands to Plotly.react. Building them here keeps the page's script generic a
 figures testable (the trial page's are in dashboard.trial_figures).
 
 Validation accuracy against each log-scale hyperparameter; learning_rate x reg coloured by
-validation accuracy, with each stage's range as a rectangle; parallel coordinates.
+validation accuracy, with each stage's range as a rectangle; parallel coordinates; and
+each evaluated ensemble's validation and test accuracy against its number of members k.
 """
 
 from __future__ import annotations
@@ -257,3 +258,31 @@ def _log10(value: Any) -> float | None:
     if isinstance(value, int | float) and value > 0:
         return math.log10(value)
     return None
+
+
+def ensembles_figure(ensembles: Sequence[Any]) -> Figure:
+    """Accuracy against k, validation solid and test dotted, one pair per ensemble (rows of
+    master.models.Ensemble); k is chosen on the validation line."""
+    data: list[dict[str, Any]] = []
+    for ensemble in ensembles:
+        curve = ensemble.curve or []
+        ks = [point["k"] for point in curve]
+        label = f"#{ensemble.id} {ensemble.kind}"
+        data.append(
+            {"type": "scatter", "mode": "lines+markers", "name": f"{label} val",
+             "x": ks, "y": [point["val_acc"] for point in curve]}
+        )  # fmt: skip
+        tests = [point.get("test_acc") for point in curve]
+        if any(t is not None for t in tests):
+            data.append(
+                {"type": "scatter", "mode": "lines+markers", "name": f"{label} test",
+                 "x": ks, "y": tests, "line": {"dash": "dot"}}
+            )  # fmt: skip
+    return {
+        "data": data,
+        "layout": layout(
+            "ensembles: accuracy vs members k (test: held out, never selected on)",
+            xaxis={"title": {"text": "k (the best k members, probabilities averaged)"}, "dtick": 1},
+            yaxis={"title": {"text": "accuracy"}},
+        ),
+    }

@@ -17,10 +17,10 @@ from dashboard.files import NoSuchFile, inside
 from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard, sweep_choices
 from dashboard.state import Dashboard, DashboardDep, Id
 from dashboard.weights import NoImage, describe_first_layer
-from master.models import MAX_ID, Sweep, SweepStatus, TrialStatus
+from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, TrialStatus
 from master.schemas import WorkerPublic
 from master.sweeps import get_sweep, get_trial
-from master.views import live_workers, running_trials, sweep_public
+from master.views import ensemble_public, live_workers, running_trials, sweep_public
 
 router = APIRouter(default_response_class=HTMLResponse)
 Part = Annotated[Literal["live"] | None, Query(description="only the live part of the page")]
@@ -110,13 +110,18 @@ def read_sweep(
         sweep = get_sweep(session, sweep_id)
         summary = sweep_public(session, sweep)
         space = sweep.spec.get("space", {})
+        ensembles = session.scalars(
+            select(Ensemble).where(Ensemble.sweep_id == sweep_id).order_by(Ensemble.id.desc())
+        ).all()
+        evaluating = any(not e.status.is_final for e in ensembles)
         return _render(
             dashboard,
             request,
             "sweep",
             part,
-            sweep.status == SweepStatus.RUNNING,
+            sweep.status == SweepStatus.RUNNING or evaluating,
             sweep=summary,
+            ensembles=[ensemble_public(e) for e in ensembles],
             log_parameters=log_parameters(space),
             pair=pair_of(space),
         )

@@ -154,7 +154,7 @@ def create_ensemble(
     return ensemble
 
 
-def test_evaluation(session: Session, sweep: Sweep) -> Ensemble | None:
+def sweep_test_evaluation(session: Session, sweep: Sweep) -> Ensemble | None:
     """The sweep's own test evaluation (the latest, should one have been re-made)."""
     return session.scalars(
         select(Ensemble)

@@ -10,7 +10,7 @@ from rq.worker import BaseWorker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from master.evaluating import best_checkpoint, test_evaluation
+from master.evaluating import best_checkpoint, sweep_test_evaluation
 from master.models import (
     FINAL_STATUSES,
     Ensemble,
@@ -76,7 +76,7 @@ def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
         stages=stages,
         epochs_trained=epochs_trained(session, sweep.id),
         final_warnings=final_warnings(session, sweep),
-        test=_test_public(test_evaluation(session, sweep)),
+        test=_test_public(sweep_test_evaluation(session, sweep)),
         spec=sweep.spec,
     )
 

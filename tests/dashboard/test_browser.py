@@ -201,8 +201,13 @@ def test_a_running_sweeps_page_updates_without_a_reload(browser: Any, site: Site
             timeout=120_000,
             polling=500,
         )
+        # Polling goes on while the worker evaluates the finished sweep on its test split,
+        # and stops once that is shown.
+        page.wait_for_function(
+            "document.body.dataset.live === 'false'", timeout=60_000, polling=500
+        )
         assert page.evaluate("window.notReloaded") is True
-        assert page.evaluate("document.body.dataset.live") == "false"  # polling stopped
+        assert "test accuracy" in page.locator("#test-evaluation").inner_text()
         assert page.errors == []
         page.close()
     finally:

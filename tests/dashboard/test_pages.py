@@ -9,7 +9,15 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
-from master.models import StageStatus, Sweep, SweepStatus, Trial, TrialStatus
+from master.models import (
+    Ensemble,
+    EnsembleKind,
+    StageStatus,
+    Sweep,
+    SweepStatus,
+    Trial,
+    TrialStatus,
+)
 from master.settings import Settings
 from tests.dashboard.conftest import Board
 
@@ -192,3 +200,52 @@ def test_a_promoted_trial_links_its_parent_and_a_finished_sweep_its_border_warni
     assert "epochs 1-2 are its" in page
     sweep_page = html.unescape(board.client.get(f"/sweeps/{board.sweep_id}").text)
     assert "best learning_rate 0.095 is at the top of [0.001, 0.1]" in sweep_page
+
+
+def test_a_sweeps_ensembles_are_listed_with_its_test_accuracy_and_plotted_against_k(
+    board: Board,
+) -> None:
+    best, second = board.trials[0], board.trials[1]
+    with board.db.writing() as session:
+        sweep = session.get_one(Sweep, board.sweep_id)
+        sweep.status = SweepStatus.FINISHED
+        curve = [
+            {"k": 1, "val_acc": 0.95, "test_acc": 0.93},
+            {"k": 2, "val_acc": 0.97, "test_acc": 0.96},
+        ]
+        members = [
+            {"trial_id": best, "checkpoint": "a.npz", "val_acc": 0.95, "test_acc": 0.93},
+            {"trial_id": second, "checkpoint": "b.npz", "val_acc": 0.94, "test_acc": 0.92},
+        ]
+        session.add(
+            Ensemble(
+                sweep_id=board.sweep_id, kind=EnsembleKind.TOP_K, params={"max_k": 2},
+                automatic=True, members=members, curve=curve, k=2, val_acc=0.97, test_acc=0.96,
+                status=TrialStatus.FINISHED,
+            )
+        )  # fmt: skip
+        session.add(
+            Ensemble(
+                sweep_id=board.sweep_id, kind=EnsembleKind.CHECKPOINTS, params={"trial_id": best},
+                members=members[:1], status=TrialStatus.FAILED, reason="a.npz: no such file",
+            )
+        )  # fmt: skip
+    page = html.unescape(board.client.get(f"/sweeps/{board.sweep_id}").text)
+    assert (
+        f'best trial <a href="/trials/{best}">#{best}</a> 0.9300 (val 0.9500); '
+        "top-2 ensemble 0.9600 (val 0.9700, k chosen on val)"
+    ) in page
+    rows = re.findall(r'<tr id="ensemble-(\d+)">(.*?)</tr>', page, re.S)
+    assert len(rows) == 2
+    assert (
+        "checkpoints" in rows[0][1]
+        and "failed" in rows[0][1]
+        and "a.npz: no such file" in rows[0][1]
+    )
+    assert "the sweep's test evaluation" in rows[1][1] and "0.9600" in rows[1][1]
+    figures = board.client.get(f"/api/sweeps/{board.sweep_id}/figures").json()
+    plot = figures["figures"]["plot-ensembles"]["data"]
+    assert [(line["name"], line["y"]) for line in plot] == [
+        ("#1 top-k val", [0.95, 0.97]),
+        ("#1 top-k test", [0.93, 0.96]),
+    ]
