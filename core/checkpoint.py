@@ -208,6 +208,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from exc
 
 
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's JSON entry (config, state with its history, extra), with the history's
+    per-iteration costs put back: what a checkpoint says of its run, without reading its
+    parameters. CheckpointError naming the file if it cannot be read."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta: dict[str, Any] = json.loads(archive[META_KEY].tobytes())
+            if LOSS_KEY in archive.files:
+                meta["state"]["history"]["loss"] = archive[LOSS_KEY].tolist()
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: no such file") from exc
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: not an hpsearch checkpoint ({exc})") from exc
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+    if meta.get("format") not in READABLE_FORMATS:
+        raise CheckpointError(
+            f"{path}: format {meta.get('format')!r} is not one this version reads"
+        )
+    return meta
+
+
 def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
     config = TrainConfig.from_dict(meta["config"])
     groups: dict[str, dict[str, np.ndarray]] = {"params": {}, "best": {}, "average": {}}

@@ -1,4 +1,4 @@
-"""`hpsearch master`, `hpsearch up` and `hpsearch submit`."""
+"""`hpsearch master`, `hpsearch up`, `hpsearch submit` and `hpsearch reindex`."""
 
 from __future__ import annotations
 
@@ -57,6 +57,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("--watch", action="store_true", help="follow the sweep until it ends")
     submit.set_defaults(run=run_submit)
 
+    reindex = subparsers.add_parser(
+        "reindex",
+        help="rebuild a lost database from the checkpoint volume",
+        description="Write the sweeps, stages, trials and epochs that the checkpoints under "
+        "CHECKPOINT_DIR (and each sweep's sweep.json) hold into an empty database.",
+    )
+    reindex.add_argument("checkpoint_dir", help="the volume's checkpoint folder")
+    reindex.add_argument(
+        "--database-url", default=None, help="the database to write into (default: DATABASE_URL)"
+    )
+    reindex.set_defaults(run=run_reindex)
+
 
 def _count(text: str) -> int:
     try:
@@ -84,6 +96,12 @@ def run_up(args: argparse.Namespace) -> int:
     from master.up import run_up as up
 
     return up(args)
+
+
+def run_reindex(args: argparse.Namespace) -> int:
+    from master.reindex import run_reindex as reindex
+
+    return reindex(args)
 
 
 def run_submit(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from core.data import parse_dataset_spec
 from master.models import MAX_ID, Sweep, SweepStatus, Trial, TrialStatus, ranking
+from master.reindex import write_sweep_record
 from master.schemas import Message, SweepPublic, SweepsPublic, TrialsPublic
 from master.services import Services, ServicesDep, TokenDep
 from master.spec import SpecError, SweepSpec, check_trial_budget
@@ -50,7 +51,11 @@ def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep
     _check_dataset_reachable(spec.dataset)
     with services.db.writing() as session:
         sweep = create_sweep(session, spec)
-        sweep_id = sweep.id
+        sweep_id, stored = sweep.id, sweep.spec
+    try:  # so that the volume alone can rebuild a lost database (hpsearch reindex)
+        write_sweep_record(services.settings.checkpoint_dir, sweep_id, spec.name, stored)
+    except OSError as exc:
+        log.warning("sweep %d: cannot keep its spec on the volume: %s", sweep_id, exc)
     try:
         services.dispatcher.enqueue_pending()
     except RedisError:  # stored all the same: the scheduler enqueues once Redis is back

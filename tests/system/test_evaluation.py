@@ -1,6 +1,7 @@
 """Evaluation through the real system: a finished sweep is scored on its test split by a
 worker, ensembles of both kinds run on real RQ workers and match what core.predict computes
-from the same checkpoints, and the test split never changes what a sweep selects."""
+from the same checkpoints, the test split never changes what a sweep selects, the shell
+goes from a sweep to predictions, and the checkpoint volume alone rebuilds the database."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from core.data import load_dataset
 from core.predict import load_ensemble, load_model
+from master.db import Database
+from master.models import Sweep, Trial, ranking
 from tests.master.factories import example_spec
 from tests.servers import wait_for
 from tests.system.conftest import System
@@ -245,3 +250,67 @@ def hpsearch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
         [sys.executable, "-m", "master.cli", *args],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
+
+
+def ranked_rows(url: str, sweep_id: int) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    """A sweep's name and spec, and its trials in leaderboard order with their epochs."""
+    db = Database(url)
+    try:
+        with db.reading() as session:
+            sweep = session.get_one(Sweep, sweep_id)
+            trials = session.scalars(
+                select(Trial)
+                .where(Trial.sweep_id == sweep_id)
+                .options(selectinload(Trial.epochs))
+                .order_by(*ranking())
+            ).all()
+            rows = [
+                (
+                    t.id, t.stage_index, t.index, t.parent_id, t.start_epoch, t.hyperparameters,
+                    t.seed, t.num_epochs, t.status, t.epochs_done, t.best_val_acc, t.best_epoch,
+                    t.train_acc, t.val_acc, t.explosion, t.checkpoints,
+                    [(e.epoch, e.cost, e.train_acc, e.val_acc, e.average_val_acc,
+                      e.learning_rate, e.update_ratio, e.loss) for e in t.epochs],
+                )
+                for t in trials
+            ]  # fmt: skip
+            return {"name": sweep.name, "spec": sweep.spec}, rows
+    finally:
+        db.dispose()
+
+
+def test_reindex_rebuilds_a_sweep_from_the_volume_alone(system: System, tmp_path: Path) -> None:
+    spec = small_spec(
+        "reindexed",
+        stages=[{"trials": 5, "epochs": 2}, {"trials": 3, "epochs": 4, "promote": 2}],
+    )
+    sweep_id = system.submit(spec)
+    system.wait_until_done(sweep_id, 120)
+    url = f"sqlite:///{tmp_path / 'rebuilt.db'}"  # the lost database's stand-in
+    env = dict(os.environ)
+    rebuilt = hpsearch("reindex", str(system.checkpoints), "--database-url", url, env=env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert re.match(r"reindexed \d+ sweeps, \d+ trials and \d+ epochs from ", rebuilt.stdout)
+    before_sweep, before = ranked_rows(system.database_url, sweep_id)
+    after_sweep, after = ranked_rows(url, sweep_id)
+    assert after_sweep == before_sweep
+    assert len(after) == 8 and any(row[3] is not None for row in after)  # lineage kept
+    assert after == before  # the leaderboard, every trial's row and every epoch
+    again = hpsearch("reindex", str(system.checkpoints), "--database-url", url, env=env)
+    assert again.returncode == 2 and "already holds sweep(s)" in again.stderr
+    # Without the sweep's record the trials are all there; the spec is what they tell.
+    record = system.checkpoints / f"sweep{sweep_id:06d}" / "sweep.json"
+    record.rename(record.with_suffix(".away"))
+    try:
+        bare = f"sqlite:///{tmp_path / 'bare.db'}"
+        assert (
+            hpsearch("reindex", str(system.checkpoints), "--database-url", bare, env=env).returncode
+            == 0
+        )
+        bare_sweep, bare_rows = ranked_rows(bare, sweep_id)
+    finally:
+        record.with_suffix(".away").rename(record)
+    assert bare_rows == before
+    assert bare_sweep["name"] == f"sweep {sweep_id}"
+    assert bare_sweep["spec"]["dataset"] == "digits"
+    assert [s["trials"] for s in bare_sweep["spec"]["stages"]] == [5, 3]
