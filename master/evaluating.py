@@ -5,6 +5,9 @@ two kinds need, and the core keeps the running average a third reports:
 - top-k: the sweep's best runs, each by its best checkpoint. A trial that a later stage
   trained on is the same run as its promoted child, so only the child counts.
 - checkpoints: the checkpoints of one trial, best first (the sweep must keep them all).
+- seeds: one trial and its hyperparameters re-trained from N new seeds (the notes' "same
+  model, different initializations"). This trains: the sweep gets one more stage of N
+  trials and runs again; the ensemble waits, without members, until that stage ends.
 Either way the worker scores the first k members together for every k, and each member
 alone with its epoch's and with its running-average parameters; k is chosen on validation
 accuracy, the test split only reported. When a sweep finishes, the master asks for a top-k
@@ -39,6 +42,8 @@ from master.db import Database
 from master.models import (
     Ensemble,
     EnsembleKind,
+    Stage,
+    StageStatus,
     Sweep,
     SweepStatus,
     Trial,
@@ -47,12 +52,14 @@ from master.models import (
     utcnow,
 )
 from master.queueing import TrialQueue
+from master.sampling import trial_seed
 from master.spec import SpecError
 
 log = logging.getLogger(__name__)
 MAX_MEMBERS = 50
 AUTOMATIC_MAX_K = 5  # the top-k ensemble a finished sweep gets by itself
 MAX_ATTEMPTS = 3
+DEFAULT_SEEDS = 4
 OPEN = (TrialStatus.QUEUED, TrialStatus.RUNNING)
 
 
@@ -95,12 +102,21 @@ def top_k_members(session: Session, sweep: Sweep, max_k: int) -> list[dict[str, 
     return members
 
 
-def checkpoint_members(
-    session: Session, sweep: Sweep, trial_id: int, max_k: int
-) -> list[dict[str, Any]]:
+def _trial_of(session: Session, sweep: Sweep, trial_id: int) -> Trial:
     trial = session.get(Trial, trial_id)
     if trial is None or trial.sweep_id != sweep.id:
         raise SpecError([f"trial_id: trial {trial_id} is not a trial of sweep {sweep.id}"])
+    return trial
+
+
+def _lookup(session: Session) -> Callable[[int], Trial | None]:
+    return lambda trial_id: session.get(Trial, trial_id)
+
+
+def checkpoint_members(
+    session: Session, sweep: Sweep, trial_id: int, max_k: int
+) -> list[dict[str, Any]]:
+    trial = _trial_of(session, sweep, trial_id)
     named = []
     for path in trial.checkpoints or []:
         try:
@@ -140,11 +156,15 @@ def create_ensemble(
             f"was cancelled (its best trials may still change)"
         )
     max_k = int(params.get("max_k", AUTOMATIC_MAX_K))
-    if kind is EnsembleKind.TOP_K:
+    if kind is EnsembleKind.SEEDS:
+        params = {**params, "seeds": int(params.get("seeds") or DEFAULT_SEEDS)}
+        params["stage"] = _start_seeds_stage(session, sweep, params)
+        members: list[dict[str, Any]] = []
+    elif kind is EnsembleKind.TOP_K:
         members = top_k_members(session, sweep, max_k)
     else:
         members = checkpoint_members(session, sweep, int(params["trial_id"]), max_k)
-    if not members:
+    if not members and kind is not EnsembleKind.SEEDS:
         raise EnsembleConflict(f"sweep {sweep.id} has no trial with a checkpoint to evaluate")
     ensemble = Ensemble(
         sweep_id=sweep.id, kind=kind, params=params, automatic=automatic, members=members
@@ -152,6 +172,76 @@ def create_ensemble(
     session.add(ensemble)
     session.flush()
     return ensemble
+
+
+def _start_seeds_stage(session: Session, sweep: Sweep, params: dict[str, Any]) -> int:
+    """A new last stage of the sweep: the trial's hyperparameters and epochs, new seeds. The
+    sweep runs again until it ends. Returns the stage's index."""
+    trial = _trial_of(session, sweep, int(params["trial_id"]))
+    if best_checkpoint(trial, _lookup(session)) is None:
+        raise SpecError([f"trial_id: trial {trial.id} has no checkpoint of its best epoch"])
+    seeds = int(params["seeds"])
+    index = len(sweep.stages)
+    sweep.stages.append(
+        Stage(
+            index=index,
+            trials=seeds,
+            epochs=trial.num_epochs,
+            promote=0,
+            warnings=[
+                f"trial {trial.id}'s hyperparameters re-trained from {seeds} new seeds, for "
+                f"an ensemble of the same model from different initializations"
+            ],
+            status=StageStatus.RUNNING,
+            planned_at=utcnow(),
+        )
+    )
+    sweep_seed = int(sweep.spec.get("seed", 0))
+    session.add_all(
+        Trial(
+            sweep_id=sweep.id,
+            stage_index=index,
+            index=i,
+            hyperparameters=trial.hyperparameters,
+            seed=trial_seed(sweep_seed, index, i),
+            num_epochs=trial.num_epochs,
+        )
+        for i in range(seeds)
+    )
+    sweep.status = SweepStatus.RUNNING
+    sweep.finished_at = None
+    return index
+
+
+def gather_seed_members(session: Session, sweep: Sweep) -> None:
+    """Once a seeds ensemble's stage has ended (or its sweep was cancelled): its members are
+    the trial and every re-training of it that has a checkpoint of its best epoch."""
+    waiting = session.scalars(
+        select(Ensemble).where(
+            Ensemble.sweep_id == sweep.id,
+            Ensemble.kind == EnsembleKind.SEEDS,
+            Ensemble.status == TrialStatus.QUEUED,
+        )
+    ).all()
+    for ensemble in waiting:
+        if ensemble.members:
+            continue
+        stage = int(ensemble.params["stage"])
+        original = session.get(Trial, int(ensemble.params["trial_id"]))
+        again = session.scalars(
+            select(Trial)
+            .where(Trial.sweep_id == sweep.id, Trial.stage_index == stage)
+            .order_by(Trial.id)
+        ).all()
+        members = []
+        for trial in [t for t in (original, *again) if t is not None]:
+            if (path := best_checkpoint(trial, _lookup(session))) is not None:
+                members.append({"trial_id": trial.id, "checkpoint": path})
+        if len(members) < 2:
+            ensemble.status = TrialStatus.FAILED
+            ensemble.reason = f"none of stage {stage}'s re-trainings has a checkpoint to join"
+            ensemble.finished_at = utcnow()
+        ensemble.members = members
 
 
 def sweep_test_evaluation(session: Session, sweep: Sweep) -> Ensemble | None:
@@ -165,7 +255,11 @@ def sweep_test_evaluation(session: Session, sweep: Sweep) -> Ensemble | None:
 
 
 def evaluate_finished_sweep(session: Session, sweep: Sweep) -> Ensemble | None:
-    """The test evaluation a sweep gets when it finishes: a top-k ensemble of its best."""
+    """The test evaluation a sweep gets when it finishes: a top-k ensemble of its best
+    (once: a sweep that ran again for a seeds ensemble keeps its first)."""
+    gather_seed_members(session, sweep)
+    if sweep_test_evaluation(session, sweep) is not None:
+        return None
     try:
         return create_ensemble(
             session, sweep, EnsembleKind.TOP_K, {"max_k": AUTOMATIC_MAX_K}, automatic=True
@@ -244,6 +338,8 @@ class Evaluations:
             ).all()
             jobs = []
             for ensemble in pending:
+                if not ensemble.members:  # a seeds ensemble whose stage still trains
+                    continue
                 sweep = session.get(Sweep, ensemble.sweep_id)
                 assert sweep is not None  # the foreign key
                 ensemble.attempts += 1

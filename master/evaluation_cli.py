@@ -23,7 +23,7 @@ from core.predict import WEIGHTS, load_ensemble, read_inputs
 from master.submit import POLL_SECONDS, SubmitError, request
 
 DEFAULT_CHECKPOINT_DIR = "hpsearch-data/checkpoints"  # where `hpsearch up` keeps them
-ENSEMBLE_WAIT_SECONDS = 300
+ENSEMBLE_WAIT_SECONDS = 3600  # a seeds ensemble trains its re-trainings first
 
 
 def register(subparsers: Any) -> None:
@@ -73,13 +73,19 @@ def register(subparsers: Any) -> None:
         "ensemble",
         help="evaluate an ensemble of a finished sweep's models on a worker",
         description="Ask the master for an ensemble of a finished (or cancelled) sweep: top-k "
-        "(its best trials) or checkpoints (one trial's). A worker scores every k up to "
-        "--max-k on validation and test; k is chosen on validation.",
+        "(its best trials), checkpoints (one trial's) or seeds (one trial re-trained from new "
+        "seeds: a new stage of the sweep, which runs again). A worker scores every k on "
+        "validation and test; k is chosen on validation.",
     )
     ensemble.add_argument("sweep", type=int, help="the sweep's id")
-    ensemble.add_argument("--kind", choices=("top-k", "checkpoints"), default="top-k")
+    ensemble.add_argument("--kind", choices=("top-k", "checkpoints", "seeds"), default="top-k")
     ensemble.add_argument("--max-k", type=int, default=5, help="members at most (default: 5)")
-    ensemble.add_argument("--trial", type=int, default=None, help="checkpoints: the trial")
+    ensemble.add_argument(
+        "--trial", type=int, default=None, help="checkpoints, seeds: the trial (default: best)"
+    )
+    ensemble.add_argument(
+        "--seeds", type=int, default=None, help="seeds: new seeds to re-train from (default: 4)"
+    )
     ensemble.add_argument("--url", default=None, help="master URL (default: HPSEARCH_URL)")
     ensemble.add_argument("--watch", action="store_true", help="wait for it and print it")
     ensemble.set_defaults(run=run_ensemble)
@@ -130,8 +136,19 @@ def run_ensemble(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"kind": args.kind, "max_k": args.max_k}
     if args.trial is not None:
         body["trial_id"] = args.trial
+    if args.seeds is not None:
+        body["seeds"] = args.seeds
     ensemble = request(url, "POST", f"/api/sweeps/{args.sweep}/ensembles", body)
-    print(f"ensemble {ensemble['id']} of sweep {args.sweep}: {len(ensemble['members'])} members")
+    if ensemble["kind"] == "seeds":
+        print(
+            f"ensemble {ensemble['id']} of sweep {args.sweep}: trial "
+            f"{ensemble['params']['trial_id']} re-trained from {ensemble['params']['seeds']} "
+            f"new seeds in stage {ensemble['params']['stage']}; evaluated once that ends"
+        )
+    else:
+        print(
+            f"ensemble {ensemble['id']} of sweep {args.sweep}: {len(ensemble['members'])} members"
+        )
     if not args.watch:
         return 0
     deadline = time.monotonic() + ENSEMBLE_WAIT_SECONDS

@@ -68,6 +68,7 @@ FINAL_STATUSES = tuple(s for s in TrialStatus if s.is_final)
 class EnsembleKind(StrEnum):
     TOP_K = "top-k"  # the sweep's best trials, each by its best checkpoint
     CHECKPOINTS = "checkpoints"  # the checkpoints of one trial (keep_checkpoints: all)
+    SEEDS = "seeds"  # one trial and its hyperparameters re-trained from new seeds (a stage)
 
 
 def _status_column(statuses: type[StrEnum]) -> Enum:
@@ -208,6 +209,7 @@ class Ensemble(Base):
     # Made by the master when the sweep finished (its test evaluation), not by a user.
     automatic: Mapped[bool] = mapped_column(default=False)
     # Best first: {"trial_id", "checkpoint"} (a path under CHECKPOINT_DIR), then the scores.
+    # Empty while a seeds ensemble's stage trains: it is not enqueued until that ends.
     members: Mapped[list[Any]] = mapped_column(default=list)
     curve: Mapped[list[Any]] = mapped_column(default=list)  # {"k", "val_acc", "test_acc"}
     k: Mapped[int | None]  # chosen on validation accuracy (ties to the smaller ensemble)

@@ -190,8 +190,9 @@ class EnsembleRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["top-k", "checkpoints"] = Field(
-        description="top-k: the sweep's best trials; checkpoints: one trial's checkpoints"
+    kind: Literal["top-k", "checkpoints", "seeds"] = Field(
+        description="top-k: the sweep's best trials; checkpoints: one trial's checkpoints; "
+        "seeds: one trial's hyperparameters re-trained from new seeds, as a new stage"
     )
     max_k: int = Field(
         default=5,
@@ -203,13 +204,21 @@ class EnsembleRequest(BaseModel):
         default=None,
         ge=1,
         le=2**31 - 1,
-        description="kind checkpoints: the trial (default: the sweep's best)",
+        description="kinds checkpoints and seeds: the trial (default: the sweep's best)",
+    )
+    seeds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ENSEMBLE_MEMBERS - 1,
+        description="kind seeds: new seeds to re-train the trial from (default: 4)",
     )
 
     @model_validator(mode="after")
-    def _trial_only_for_checkpoints(self) -> EnsembleRequest:
-        if self.trial_id is not None and self.kind != "checkpoints":
-            raise ValueError("trial_id: only for kind checkpoints")
+    def _fields_of_their_kind(self) -> EnsembleRequest:
+        if self.trial_id is not None and self.kind == "top-k":
+            raise ValueError("trial_id: only for kinds checkpoints and seeds")
+        if self.seeds is not None and self.kind != "seeds":
+            raise ValueError("seeds: only for kind seeds")
         return self
 
 

@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from master.evaluating import evaluate_finished_sweep
+from master.evaluating import evaluate_finished_sweep, gather_seed_members
 from master.models import (
     FINAL_STATUSES,
     Stage,
@@ -266,6 +266,8 @@ def cancel_sweep(session: Session, sweep_id: int) -> tuple[Sweep, list[Trial]]:
         for stage in sweep.stages:
             if stage.status == StageStatus.RUNNING:
                 stage.status = StageStatus.FINISHED
+        session.flush()
+        gather_seed_members(session, sweep)  # what its re-trainings have so far
     session.execute(
         update(Trial)
         .where(Trial.sweep_id == sweep_id, Trial.status == TrialStatus.QUEUED)

@@ -113,7 +113,8 @@ def final_warnings(session: Session, sweep: Sweep) -> list[str]:
     """For a finished sweep: where its last stage's best trial sits on a range's border."""
     if sweep.status != SweepStatus.FINISHED or not sweep.stages:
         return []
-    last = sweep.stages[-1]
+    # The last stage that searched (a seeds ensemble's stage after it only re-trains).
+    last = next((s for s in reversed(sweep.stages) if s.space), sweep.stages[-1])
     best = session.scalars(
         select(Trial)
         .where(Trial.sweep_id == sweep.id, Trial.stage_index == last.index)

@@ -36,9 +36,11 @@ def create_ensemble_route(
     """Evaluate an ensemble of a finished (or cancelled) sweep's models on a worker: every k
     up to max_k on validation and test, k chosen on validation."""
     params = request.model_dump(exclude_none=True, exclude={"kind"})
+    if request.kind == "seeds":  # its members are the trial and its re-trainings
+        params.pop("max_k", None)
     with services.db.writing() as session:
         sweep = get_sweep(session, sweep_id)
-        if request.kind == "checkpoints" and request.trial_id is None:
+        if request.kind != "top-k" and request.trial_id is None:
             best = session.scalars(
                 select(Trial.id).where(Trial.sweep_id == sweep_id).order_by(*ranking()).limit(1)
             ).first()
@@ -51,6 +53,7 @@ def create_ensemble_route(
             raise Conflict(str(exc)) from None
         ensemble_id = ensemble.id
     try:
+        services.dispatcher.enqueue_pending()  # a seeds ensemble's stage
         services.scheduler.evaluations.enqueue_pending()
     except RedisError:  # stored all the same: the scheduler enqueues it once Redis is back
         log.warning("ensemble %d stored; it waits for Redis", ensemble_id)

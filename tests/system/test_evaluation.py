@@ -121,6 +121,44 @@ def test_both_kinds_run_on_workers_and_a_lost_file_fails_one(system: System) -> 
     assert victim.name in broken["reason"] and "no such file" in broken["reason"]
 
 
+def test_a_seeds_ensemble_retrains_the_best_from_new_seeds_as_a_stage(system: System) -> None:
+    sweep_id = system.submit(small_spec("seeds"))
+    system.wait_until_done(sweep_id, 120)
+    first_evaluation = evaluated(system, sweep_id)
+    code, asked = system.post(f"/api/sweeps/{sweep_id}/ensembles", {"kind": "seeds", "seeds": 2})
+    assert code == 201, asked
+    best_id = first_evaluation["best_trial_id"]
+    assert asked["params"] == {"trial_id": best_id, "seeds": 2, "stage": 2}
+    assert asked["members"] == [] and asked["status"] == "queued"  # until its stage ends
+    assert system.get(f"/api/sweeps/{sweep_id}")["status"] == "running"
+    sweep = system.wait_until_done(sweep_id, 120)
+    assert sweep["status"] == "finished" and sweep["stages"][2]["counts"] == {"finished": 2}
+    ensemble = finished_ensemble(system, asked["id"])
+    assert ensemble["status"] == "finished", ensemble
+    best = system.get(f"/api/trials/{best_id}")
+    again = [t for t in system.trials(sweep_id) if t["stage"] == 2]
+    assert [m["trial_id"] for m in ensemble["members"]] == [best_id] + [t["id"] for t in again]
+    assert all(t["hyperparameters"] == best["hyperparameters"] for t in again)
+    assert all(t["num_epochs"] == best["num_epochs"] for t in again)
+    assert len({best["seed"], *(t["seed"] for t in again)}) == 3
+    assert [p["k"] for p in ensemble["curve"]] == [1, 2, 3]
+    # The sweep keeps its first test evaluation; its border check still reads its search.
+    assert (
+        system.get(f"/api/sweeps/{sweep_id}")["test"]["ensemble_id"]
+        == first_evaluation["ensemble_id"]
+    )
+    # Cancelled while its re-trainings run: the ensemble ends with what they have.
+    code, cut = system.post(f"/api/sweeps/{sweep_id}/ensembles", {"kind": "seeds", "seeds": 2})
+    assert code == 201
+    code, _ = system.post(f"/api/sweeps/{sweep_id}/cancel")
+    assert code == 200
+    cut = finished_ensemble(system, cut["id"])
+    if cut["status"] == "failed":
+        assert "re-trainings has a checkpoint" in cut["reason"]
+    else:
+        assert cut["status"] == "finished" and len(cut["members"]) >= 2
+
+
 def test_bad_ensemble_requests_are_refused_naming_the_field(system: System) -> None:
     sweep_id = system.submit(small_spec("refusals"))
     code, body = system.post(f"/api/sweeps/{sweep_id}/ensembles", {"kind": "top-k"})
@@ -132,7 +170,11 @@ def test_bad_ensemble_requests_are_refused_naming_the_field(system: System) -> N
         ({}, 422, "kind"),
         ({"kind": "top-k", "max_k": 0}, 422, "max_k"),
         ({"kind": "top-k", "max_k": 51}, 422, "max_k"),
-        ({"kind": "top-k", "trial_id": trials[0]["id"]}, 422, "trial_id: only for kind"),
+        ({"kind": "top-k", "trial_id": trials[0]["id"]}, 422, "trial_id: only for kinds"),
+        ({"kind": "top-k", "seeds": 3}, 422, "seeds: only for kind seeds"),
+        ({"kind": "seeds", "seeds": 0}, 422, "seeds"),
+        ({"kind": "seeds", "seeds": 50}, 422, "seeds"),
+        ({"kind": "seeds", "trial_id": trials[0]["id"] + 10_000}, 422, "trial_id"),
         ({"kind": "top-k", "members": 3}, 422, "members"),
         ({"kind": "checkpoints", "trial_id": 2**31}, 422, "trial_id"),
         ({"kind": "checkpoints", "trial_id": trials[0]["id"] + 10_000}, 422, "trial_id"),
