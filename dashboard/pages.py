@@ -12,12 +12,14 @@ from redis.exceptions import RedisError
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from core.checkpoint import parse_checkpoint_name
 from dashboard.figures import log_parameters, pair_of
 from dashboard.files import NoSuchFile, inside
 from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard, sweep_choices
 from dashboard.state import Dashboard, DashboardDep, Id
 from dashboard.weights import NoImage, describe_first_layer
-from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, TrialStatus
+from master.evaluating import best_checkpoint as best_epoch_file
+from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, Trial, TrialStatus
 from master.schemas import WorkerPublic
 from master.sweeps import get_sweep, get_trial
 from master.views import ensemble_public, live_workers, running_trials, sweep_public
@@ -137,6 +139,12 @@ def read_trial(
         sweep = session.get(Sweep, trial.sweep_id)
         best = best_checkpoint(trial.checkpoints)
         weights_note = None if part else _weights_note(dashboard.settings.checkpoint_dir, best)
+        # A promoted trial whose best epoch is its parent's: that file is the parent's.
+        best_file = best_epoch_file(trial, lambda parent_id: session.get(Trial, parent_id))
+        inherited = None
+        if best_file is not None and best_file not in trial.checkpoints:
+            name = PurePosixPath(best_file).name
+            inherited = {"trial_id": parse_checkpoint_name(name).trial_id, "name": name}
         return _render(
             dashboard,
             request,
@@ -147,6 +155,7 @@ def read_trial(
             sweep_name=sweep.name if sweep else "",
             checkpoints=[PurePosixPath(p).name for p in trial.checkpoints],
             best_checkpoint=PurePosixPath(best).name if best else None,
+            inherited_best=inherited,
             weights=weights_note,
         )
 

@@ -316,7 +316,9 @@ class Evaluations:
         self.redis = redis
         self.queue = queue
         self.ready = ready  # whether a missing lease can be judged (not right after an outage)
-        self._unleased: set[str] = set()  # started jobs seen without a lease last pass
+        # Jobs seen taken or started without a lease last pass: on the next, their worker is
+        # gone (the first sighting may fall between a worker's dequeue and its lease).
+        self._unleased: set[str] = set()
         # The API's threads enqueue too: a pass must not see a job committed but not yet in
         # Redis, and take it for a lost one.
         self._lock = threading.Lock()
@@ -377,6 +379,9 @@ class Evaluations:
                 pipe.hget(f"rq:job:{rq_id}", "status")
                 pipe.exists(lease_key(rq_id))
             replies = pipe.execute()
+        # Taken off the queue by a worker that died before starting it: RQ still says
+        # "queued", but no worker will run it.
+        taken = self.queue.taken_job_ids()
         unleased = set()
         for (rq_id, ensemble_id), raw, leased in zip(
             open_jobs.items(), replies[::2], replies[1::2], strict=True
@@ -386,8 +391,9 @@ class Evaluations:
                 self._finished(ensemble_id, rq_id)
             elif status == "failed":
                 self._failed(ensemble_id, rq_id)
-            elif status == "started":
-                self._mark_running(ensemble_id, rq_id)
+            elif status == "started" or (status == "queued" and rq_id in taken):
+                if status == "started":
+                    self._mark_running(ensemble_id, rq_id)
                 if not leased:
                     unleased.add(rq_id)
                     if rq_id in self._unleased and self.ready():

@@ -185,6 +185,8 @@ def test_a_promoted_trial_links_its_parent_and_a_finished_sweep_its_border_warni
     with board.db.writing() as session:
         child = session.get_one(Trial, child_id)
         child.parent_id, child.start_epoch = parent_id, 2.0
+        # Its best epoch is the parent's (whose file, val 0.91 at epoch 2, holds it).
+        child.best_val_acc, child.best_epoch, child.checkpoints = 0.91, 2.0, []
         sweep = session.get_one(Sweep, board.sweep_id)
         for stage in sweep.stages:
             stage.status = StageStatus.FINISHED
@@ -198,6 +200,12 @@ def test_a_promoted_trial_links_its_parent_and_a_finished_sweep_its_border_warni
     page = board.client.get(f"/trials/{child_id}").text
     assert f'promoted from <a href="/trials/{parent_id}">trial #{parent_id}</a>' in page
     assert "epochs 1-2 are its" in page
+    name = f"val0.9100_trial{parent_id:06d}_ep002.npz"
+    assert (
+        f'<a class="mono" href="/trials/{parent_id}/checkpoints/{name}" download>{name}</a> '
+        f"of trial #{parent_id}"
+    ) in page
+    assert board.client.get(f"/trials/{parent_id}/checkpoints/{name}").status_code == 200
     sweep_page = html.unescape(board.client.get(f"/sweeps/{board.sweep_id}").text)
     assert "best learning_rate 0.095 is at the top of [0.001, 0.1]" in sweep_page
 

@@ -154,3 +154,22 @@ def test_a_started_job_without_a_lease_is_lost_on_the_second_pass(
     again = read(db, ensemble_id)
     assert again.status == TrialStatus.QUEUED and again.attempts == 2
     assert again.reason == "its worker stopped answering; enqueued again"
+
+
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_lost(
+    db: Database, redis: Redis
+) -> None:
+    runner, queue = evaluations(db, redis)
+    ensemble_id = new_ensemble(db)
+    runner.enqueue_pending()
+    rq_id = read(db, ensemble_id).job_id
+    assert rq_id is not None
+    # What a worker's dequeue does, without the worker living on to start the job.
+    redis.lmove(queue.queue.key, queue.queue.intermediate_queue.key, "LEFT", "RIGHT")
+    assert rq_id in queue.taken_job_ids()
+    runner.follow()
+    assert read(db, ensemble_id).attempts == 1
+    runner.follow()
+    again = read(db, ensemble_id)
+    assert again.status == TrialStatus.QUEUED and again.attempts == 2
+    assert again.job_id in queue.queue.job_ids
