@@ -1,13 +1,15 @@
 """Speed of one training step of core/, against the machine's matmul limit and PyTorch CPU.
 
-    python benchmarks/core_step.py [--rounds 7] [--threads 1]
+    python benchmarks/core_step.py [--rounds 7] [--threads 1] [--part all|steps|overhead|batchnorm]
 
 Prints, for float32 and float64 and (D, H, C, batch) shapes, the examples/s of one training
 step (forward + backward + momentum update, reg on), the fraction of the machine's matmul
 limit it reaches (counting the real matrix work: 4*B*D*H for the first layer, which needs no
 input gradient, 6*B*H*C for the second), and, when torch is importable, the ratio to the same
 net in PyTorch with the same thread count, measured in the same rounds, interleaved. Then the
-trainer's own overhead over the bare step on digits. Numbers are medians over rounds.
+trainer's own overhead over the bare step on digits, and what batch normalization costs a
+step: the same net without and with `normalization: batchnorm` (two hidden layers, so that
+batchnorm runs twice), interleaved in the same rounds. Numbers are medians over rounds.
 """
 
 from __future__ import annotations
@@ -68,12 +70,26 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+BATCHNORM_SHAPES = [(3072, 500, 10, 200), (64, 100, 10, 50)]
+
+
 class OurStep:
     """The trainer's step: loss and flat gradient, then one momentum update of the arena."""
 
-    def __init__(self, d: int, h: int, c: int, batch: int, dtype: str) -> None:
+    def __init__(
+        self,
+        d: int,
+        h: int,
+        c: int,
+        batch: int,
+        dtype: str,
+        hidden_layers: int = 1,
+        normalization: str = "none",
+    ) -> None:
         rng = np.random.default_rng(0)
-        self.model = FullyConnectedNet(d, c, (h,), reg=REG, dtype=dtype, rng=rng)
+        self.model = FullyConnectedNet(
+            d, c, (h,) * hidden_layers, reg=REG, dtype=dtype, rng=rng, normalization=normalization
+        )
         self.config = {"learning_rate": LR, "momentum": MU}
         self.X = rng.standard_normal((batch, d)).astype(dtype)
         self.y = rng.integers(0, c, batch)
@@ -154,6 +170,40 @@ def bench_shape(
     }
 
 
+def batchnorm_cost(
+    shape: tuple[int, int, int, int], dtype: str, rounds: int, seconds: float = 0.25
+) -> dict[str, float]:
+    """ms per step of a net with two hidden layers of H, without and with batchnorm."""
+    plain = OurStep(*shape, dtype=dtype, hidden_layers=2)
+    normed = OurStep(*shape, dtype=dtype, hidden_layers=2, normalization="batchnorm")
+    steps = calibrated_steps(plain, seconds)
+    per_step(normed, steps)
+    plain_times, normed_times = [], []
+    for _ in range(rounds):
+        plain_times.append(per_step(plain, steps))
+        normed_times.append(per_step(normed, steps))
+    t_plain, t_normed = float(np.median(plain_times)), float(np.median(normed_times))
+    return {
+        "plain_ms": t_plain * 1e3,
+        "batchnorm_ms": t_normed * 1e3,
+        "cost": t_normed / t_plain - 1,
+    }
+
+
+def print_batchnorm_table(rounds: int) -> None:
+    print("Batch normalization per step (two hidden layers of H, momentum, reg on):")
+    print("| dtype | (D, H, C, batch) | ms/step without | ms/step with batchnorm | cost |")
+    print("|" + "---|" * 5)
+    for dtype in ("float32", "float64"):
+        for shape in BATCHNORM_SHAPES:
+            r = batchnorm_cost(shape, dtype, rounds)
+            print(
+                f"| {dtype} | {shape} | {r['plain_ms']:.3f} | {r['batchnorm_ms']:.3f} | "
+                f"{100 * r['cost']:+.1f}% |",
+                flush=True,
+            )
+
+
 def trainer_overhead(rounds: int) -> dict[str, float]:
     """Per epoch on digits (ms), and the trainer's overhead over the bare step.
 
@@ -228,17 +278,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", default=THREADS, help="BLAS and torch threads (default 1)")
-    parser.add_argument("--part", choices=("all", "steps", "overhead"), default="all")
+    parser.add_argument("--part", choices=("all", "steps", "overhead", "batchnorm"), default="all")
     args = parser.parse_args()
     print(describe_blas())
     torch_note = f"torch {torch.__version__}" if torch is not None else "torch not installed"
     print(f"numpy {np.__version__}, {torch_note}, {THREADS} thread(s), {args.rounds} rounds")
-    if args.part != "overhead":
+    if args.part in ("all", "steps"):
         print()
         print_step_table(args.rounds)
-    if args.part != "steps":
+    if args.part in ("all", "overhead"):
         print()
         print(overhead_report(trainer_overhead(args.rounds)))
+    if args.part in ("all", "batchnorm"):
+        print()
+        print_batchnorm_table(args.rounds)
 
 
 def print_step_table(rounds: int) -> None:

@@ -41,6 +41,8 @@ FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
 LOSS_KEY = "history/loss"
 MEAN_KEY = "preprocessing/mean"
+STD_KEY = "preprocessing/std"
+BATCHNORM = "batchnorm"  # the prefix of the running statistics' entries
 BEST_KEY, AVERAGE_KEY = "best", "average"  # flat; format 1 stored them per parameter
 NAME_PATTERN = re.compile(
     r"^val(?P<val_acc>[01]\.\d{4})_trial(?P<trial_id>\d{6,})_ep(?P<epoch>\d{3,}(?:\.\d{2})?)\.npz$"
@@ -113,6 +115,8 @@ def save_checkpoint(
     arrays: dict[str, np.ndarray] = {
         f"params/{name}": array for name, array in model.views(model.flat).items()
     }
+    # Batchnorm's running statistics: state the test-mode passes need, and a resumed run.
+    arrays.update({f"{BATCHNORM}/{name}": a for name, a in model.running_stats().items()})
     # The trainer's copies, flat as it keeps them: fewer archive entries to write every epoch.
     for key, flat in ((BEST_KEY, state.best_flat), (AVERAGE_KEY, state.average_flat)):
         if flat is not None:
@@ -128,6 +132,8 @@ def save_checkpoint(
     arrays[LOSS_KEY] = np.asarray(state.history.loss, dtype=np.float64)
     if preprocessing is not None:
         arrays[MEAN_KEY] = preprocessing.mean
+        if preprocessing.std is not None:
+            arrays[STD_KEY] = preprocessing.std
     meta = {
         "format": FORMAT_VERSION,
         "model": {"input_dim": model.input_dim, "num_classes": model.num_classes},
@@ -233,14 +239,21 @@ def read_summary(path: str | Path) -> dict[str, Any]:
 
 def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
     config = TrainConfig.from_dict(meta["config"])
-    groups: dict[str, dict[str, np.ndarray]] = {"params": {}, "best": {}, "average": {}}
+    groups: dict[str, dict[str, np.ndarray]] = {
+        "params": {},
+        "best": {},
+        "average": {},
+        BATCHNORM: {},
+    }
     s = meta["state"]
     history = dict(s["history"])
     if LOSS_KEY in arrays:  # format 2; format 1 kept the costs in the JSON
         history["loss"] = arrays.pop(LOSS_KEY).tolist()
     preprocessing = None
     if meta.get("preprocessing") is not None:
-        preprocessing = Preprocessing.from_meta(meta["preprocessing"], arrays.pop(MEAN_KEY))
+        preprocessing = Preprocessing.from_meta(
+            meta["preprocessing"], arrays.pop(MEAN_KEY), arrays.pop(STD_KEY, None)
+        )
         if preprocessing.input_dim != meta["model"]["input_dim"]:
             raise ValueError(
                 f"a mean of {preprocessing.input_dim} features for a model of "
@@ -262,7 +275,10 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
         dropout=config.dropout,
         dtype=config.dtype,
         params=groups["params"],
+        normalization=config.normalization,
     )
+    if model.bn_running:
+        model.load_running_stats(groups[BATCHNORM])
     state = TrainState(
         config=config,
         iterations_per_epoch=s["iterations_per_epoch"],

@@ -17,7 +17,14 @@ from typing import Any, TextIO
 from core.checkpoint import CheckpointError, checkpoint_name, save_checkpoint
 from core.config import TrainConfig
 from core.data import DatasetError, load_dataset
-from core.gradcheck import UNCOMFORTABLE, WRONG, GradCheckReport, check_model_gradients
+from core.gradcheck import (
+    STEP_FACTOR,
+    UNCOMFORTABLE,
+    WRONG,
+    GradCheckReport,
+    check_model_gradients,
+    diagnose,
+)
 from core.model import FullyConnectedNet
 from core.sanity import run_sanity_checks
 from core.state import TrainState, TrainStatus
@@ -131,8 +138,12 @@ def register(subparsers: Any) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    data = load_dataset(args.dataset, dtype=config.dtype, num_val=args.num_val)
+    data = load_dataset(
+        args.dataset, dtype=config.dtype, num_val=args.num_val, preprocessing=config.preprocessing
+    )
     log = sys.stderr if args.json else sys.stdout
+    for warning in data.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     show_bar = not args.no_progress and sys.stderr.isatty()
     checkpoints: list[str] = []
 
@@ -225,7 +236,12 @@ def _print_summary(result: dict[str, Any], out: TextIO) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    data = load_dataset(args.dataset, dtype="float64", num_val=args.num_val)
+    data = load_dataset(
+        args.dataset, dtype="float64", num_val=args.num_val, preprocessing=config.preprocessing
+    )
+    if not args.json:
+        for warning in data.warnings:
+            print(f"warning: {warning}")
     model = build_model(config.replace(dtype="float64"), data)
     grad_report = check_model_gradients(
         model,
@@ -234,8 +250,25 @@ def run_check(args: argparse.Namespace) -> int:
         h=args.h,
         seed=config.seed,
     )
+    reports = {args.h: grad_report}
+    if any(c.verdict in (UNCOMFORTABLE, WRONG) for c in grad_report.checks):
+        for h in (args.h * STEP_FACTOR, args.h / STEP_FACTOR):  # to tell why (diagnose)
+            reports[h] = check_model_gradients(
+                model,
+                data.X_train[:GRADCHECK_EXAMPLES],
+                data.y_train[:GRADCHECK_EXAMPLES],
+                h=h,
+                seed=config.seed,
+            )
+    diagnosis = diagnose(reports, data.warnings)
     sanity = run_sanity_checks(
-        load_dataset(args.dataset, dtype=config.dtype, num_val=args.num_val), config
+        load_dataset(
+            args.dataset,
+            dtype=config.dtype,
+            num_val=args.num_val,
+            preprocessing=config.preprocessing,
+        ),
+        config,
     )
     # ReLU nets have kinks, for which the notes call errors below 1e-4 okay.
     grad_ok = all(c.verdict not in (UNCOMFORTABLE, WRONG) for c in grad_report.checks)
@@ -254,11 +287,15 @@ def run_check(args: argparse.Namespace) -> int:
                         ],
                     },
                     "sanity_checks": [dataclasses.asdict(s) for s in sanity],
+                    "diagnosis": None if diagnosis is None else dataclasses.asdict(diagnosis),
+                    "warnings": list(data.warnings),
                 }
             )
         )
     else:
         _print_check_tables(grad_report, sanity)
+        if diagnosis is not None:
+            print(f"Gradient check {diagnosis.verdict}: {diagnosis.text}")
         print("PASSED" if passed else "FAILED")
     return 0 if passed else EXIT_FAILED
 

@@ -14,6 +14,8 @@ from typing import Any
 
 UPDATE_RULES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 LOSSES = ("softmax", "svm")
+NORMALIZATIONS = ("none", "batchnorm")
+PREPROCESSINGS = ("mean", "standardize", "none")  # core.preprocessing.KINDS
 LR_SCHEDULES = ("step", "exp", "inv")
 DTYPES = ("float32", "float64")
 
@@ -31,6 +33,11 @@ class TrainConfig:
     weight_scale: float | str = "he"
     # Probability of dropping a hidden unit (inverted dropout); 0 disables it.
     dropout: float = 0.0
+    # "batchnorm": affine - batchnorm - relu - [dropout] in every hidden layer.
+    normalization: str = "none"
+    # Of the inputs, after pixel scaling (core.preprocessing): "mean" subtracts the training
+    # mean, "standardize" also divides by the training std, "none" leaves them.
+    preprocessing: str = "mean"
 
     # Objective: data loss + reg * sum(W**2) over weight matrices (biases are not regularized).
     reg: float = 1e-4
@@ -129,6 +136,16 @@ def _problems(c: TrainConfig) -> list[str]:
         "must be a non-empty list of integers > 0",
     )
     need(c.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}")
+    need(
+        c.preprocessing in PREPROCESSINGS,
+        "preprocessing",
+        f"must be one of {', '.join(PREPROCESSINGS)}",
+    )
+    need(
+        c.normalization in NORMALIZATIONS,
+        "normalization",
+        f"must be one of {', '.join(NORMALIZATIONS)}",
+    )
     need(c.update in UPDATE_RULES, "update", f"must be one of {', '.join(UPDATE_RULES)}")
     need(c.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
     need(c.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")

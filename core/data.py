@@ -13,8 +13,10 @@ training, selection or planning reads it.
 
 Preprocessing (core.preprocessing): image datasets have their pixel intensities scaled to
 [0, 1] (digits / 16, CIFAR-10 / 255), so that He-initialized nets start near chance
-instead of with saturated scores; npz arrays are used as given. The mean image is computed
-on the training split only and subtracted from every split. Every problem with the input
+instead of with saturated scores; npz arrays are used as given. Then, by default, the mean
+image is computed on the training split only and subtracted from every split (or each
+feature is standardized, or nothing is done: `preprocessing`). Inputs that still look
+unscaled are named in `Dataset.warnings`. Every problem with the input
 raises DatasetError naming the file and what is wrong.
 """
 
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from core.preprocessing import Preprocessing
+from core.preprocessing import KINDS, Preprocessing, scale_warnings
 
 DIGITS_NUM_VAL = 300
 DIGITS_NUM_TEST = 300  # always the same images, whatever num_val
@@ -61,6 +63,9 @@ class Dataset:
     X_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     divide_by: float = 1.0  # raw values were divided by this before the mean was taken
+    feature_std: np.ndarray | None = None  # (D,), the splits were divided by (standardize)
+    preprocessing_kind: str = "mean"
+    warnings: tuple[str, ...] = ()  # in words: inputs that look unscaled
 
     @property
     def input_dim(self) -> int:
@@ -69,7 +74,13 @@ class Dataset:
     @property
     def preprocessing(self) -> Preprocessing:
         """What turns this dataset's raw inputs into the model's (kept with checkpoints)."""
-        return Preprocessing(self.mean_image, self.divide_by, self.image_shape or ())
+        return Preprocessing(
+            self.mean_image,
+            self.divide_by,
+            self.image_shape or (),
+            self.feature_std,
+            self.preprocessing_kind,
+        )
 
     @property
     def has_test(self) -> bool:
@@ -84,10 +95,20 @@ def parse_dataset_spec(spec: str) -> tuple[str, str]:
     raise DatasetError(f"dataset {spec!r}: unknown spec; use 'digits', 'npz:PATH' or 'cifar10:DIR'")
 
 
-def load_dataset(spec: str, *, dtype: str = "float32", num_val: int | None = None) -> Dataset:
+def load_dataset(
+    spec: str,
+    *,
+    dtype: str = "float32",
+    num_val: int | None = None,
+    preprocessing: str = "mean",
+) -> Dataset:
     """Load the dataset a spec string names; see the module docstring for the specs."""
     if dtype not in ("float32", "float64"):
         raise DatasetError(f"dtype: must be float32 or float64, got {dtype!r}")
+    if preprocessing not in KINDS:
+        raise DatasetError(
+            f"preprocessing: must be one of {', '.join(KINDS)}, got {preprocessing!r}"
+        )
     kind, location = parse_dataset_spec(spec)
     if kind == "digits":
         raw = _load_digits(num_val if num_val is not None else DIGITS_NUM_VAL)
@@ -97,7 +118,7 @@ def load_dataset(spec: str, *, dtype: str = "float32", num_val: int | None = Non
         raw = _load_npz(Path(location))
     else:
         raw = _load_cifar10(Path(location), num_val if num_val is not None else CIFAR10_NUM_VAL)
-    return _preprocess(spec, raw, np.dtype(dtype))
+    return _preprocess(spec, raw, np.dtype(dtype), preprocessing)
 
 
 @dataclass
@@ -263,7 +284,7 @@ def _features(source: str, name: str, X: Any) -> np.ndarray:
     return X
 
 
-def _preprocess(spec: str, raw: _Raw, dtype: np.dtype) -> Dataset:
+def _preprocess(spec: str, raw: _Raw, dtype: np.dtype, kind: str = "mean") -> Dataset:
     src = raw.source
     splits = ["train", "val"] + (["test"] if raw.X_test is not None else [])
     X = {split: _features(src, f"X_{split}", getattr(raw, f"X_{split}")) for split in splits}
@@ -289,8 +310,7 @@ def _preprocess(spec: str, raw: _Raw, dtype: np.dtype) -> Dataset:
                 f"[0, {num_classes})"
             )
     # One code path for the splits and for a model's raw inputs later (predict).
-    mean = (X["train"] / raw.divide_by if raw.divide_by != 1.0 else X["train"]).mean(axis=0)
-    preprocessing = Preprocessing(mean, raw.divide_by, raw.image_shape or ())
+    preprocessing = Preprocessing.fit(X["train"], kind, raw.divide_by, raw.image_shape or ())
     ready = {split: preprocessing.apply(X[split], dtype) for split in splits}
     return Dataset(
         name=spec,
@@ -299,9 +319,12 @@ def _preprocess(spec: str, raw: _Raw, dtype: np.dtype) -> Dataset:
         X_val=ready["val"],
         y_val=y["val"],
         num_classes=num_classes,
-        mean_image=mean,
+        mean_image=preprocessing.mean,
         image_shape=raw.image_shape,
         X_test=ready.get("test"),
         y_test=y.get("test"),
         divide_by=raw.divide_by,
+        feature_std=preprocessing.std,
+        preprocessing_kind=kind,
+        warnings=tuple(scale_warnings(ready["train"], src, preprocessing)),
     )

@@ -194,3 +194,61 @@ def _crosses_kink(
 ) -> bool:
     above, below = _on_both_sides(kinks, param, index, h)
     return any(not np.array_equal(a, b) for a, b in zip(above, below, strict=True))
+
+
+# What a failed check means (diagnose): the analytic gradient is wrong, or the check itself
+# cannot be trusted here.
+GRADIENT_WRONG = "wrong"
+UNRELIABLE_SCALE = "unreliable: input scale"
+UNRELIABLE_PRECISION = "unreliable: float precision"
+STEP_FACTOR = 10.0  # the other steps tried: h * 10 and h / 10
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    verdict: str  # GRADIENT_WRONG, UNRELIABLE_SCALE or UNRELIABLE_PRECISION
+    text: str  # in words, for the user
+
+
+def diagnose(
+    reports: dict[float, GradCheckReport], input_warnings: list[str] | tuple[str, ...]
+) -> Diagnosis | None:
+    """Why a check at the first step of `reports` (by step h) failed, or None if it passed.
+
+    A wrong gradient is wrong at every step: its error stays put when h changes. Rounding
+    error grows as h shrinks and truncation error as h grows, so an error that swings by
+    100x across steps, or vanishes at one of them, is the check's own imprecision. Inputs
+    far from unit scale make both worse: then the check says so, not that the code is wrong.
+    """
+    steps = list(reports)
+    first = reports[steps[0]]
+    failing = [c for c in first.checks if verdict(c.max_error) in (UNCOMFORTABLE, WRONG)]
+    if not failing:
+        return None
+    names = ", ".join(f"{c.phase} {c.name}" for c in failing)
+    if input_warnings:
+        return Diagnosis(
+            UNRELIABLE_SCALE,
+            f"the check of {names} is unreliable, not a sign of a wrong gradient: "
+            f"{input_warnings[0]}",
+        )
+    swings = []
+    for check in failing:
+        errors = [
+            next(c.max_error for c in r.checks if (c.phase, c.name) == (check.phase, check.name))
+            for r in reports.values()
+        ]
+        low, high = min(errors), max(errors)
+        swings.append(verdict(low) in (GOOD, OKAY) or high > 100 * max(low, TINY))
+    if all(swings):
+        tried = ", ".join(f"{h:g}" for h in steps)
+        return Diagnosis(
+            UNRELIABLE_PRECISION,
+            f"the error of {names} changes with the step h ({tried}): float precision, not "
+            f"the gradient, limits this check; a wrong gradient is wrong at every step",
+        )
+    return Diagnosis(
+        GRADIENT_WRONG,
+        f"the analytic gradient of {names} disagrees with the numerical one at every step "
+        f"tried: the gradient code is wrong",
+    )

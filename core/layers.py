@@ -75,6 +75,103 @@ def affine_relu_backward(
     return affine_backward(relu_backward(dout, out), affine_cache, need_dx, dw_out, db_out)
 
 
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.9
+
+
+def batchnorm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, bn_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
+    """Batch normalization (Ioffe and Szegedy, 2015), CS231n's contract. x: (N, D).
+
+    bn_param: "mode" ("train" or "test"), optional "eps" and "momentum", and "running_mean" /
+    "running_var" ((D,) arrays, zeros and ones if absent; stored back into bn_param). In
+    train mode each feature is normalized with the batch's mean and variance, and the
+    running ones move towards them: running = momentum * running + (1 - momentum) * batch.
+    In test mode the running statistics normalize instead ("at test time BatchNorm functions
+    differently"): the output of an example then depends on it alone.
+    """
+    mode = bn_param["mode"]
+    eps = bn_param.get("eps", BN_EPS)
+    momentum = bn_param.get("momentum", BN_MOMENTUM)
+    d = x.shape[1]
+    running_mean = bn_param.setdefault("running_mean", np.zeros(d, dtype=x.dtype))
+    running_var = bn_param.setdefault("running_var", np.ones(d, dtype=x.dtype))
+    if mode == "train":
+        mean = x.mean(axis=0)
+        centred = x - mean
+        var = np.mean(centred * centred, axis=0)
+        running_mean *= momentum
+        running_mean += (1 - momentum) * mean
+        running_var *= momentum
+        running_var += (1 - momentum) * var
+    elif mode == "test":
+        centred = x - running_mean
+        var = running_var
+    else:
+        raise ValueError(f"bn_param.mode: must be 'train' or 'test', got {mode!r}")
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = centred * inv_std
+    out = x_hat * gamma
+    out += beta
+    return out, (x_hat, gamma, inv_std, mode)
+
+
+def batchnorm_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dout: (N, D) -> dx, dgamma, dbeta. In train mode the batch's mean and variance are
+    functions of x, which the simplified form below accounts for; in test mode the running
+    statistics are constants."""
+    x_hat, gamma, inv_std, mode = cache
+    dbeta = dout.sum(axis=0)
+    dgamma = np.sum(dout * x_hat, axis=0)
+    dx_hat = dout * gamma
+    if mode == "test":
+        return dx_hat * inv_std, dgamma, dbeta
+    n = dout.shape[0]
+    dx = n * dx_hat - dx_hat.sum(axis=0) - x_hat * np.sum(dx_hat * x_hat, axis=0)
+    dx *= inv_std / n
+    return dx, dgamma, dbeta
+
+
+def affine_bn_relu_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    bn_param: dict[str, Any],
+) -> tuple[np.ndarray, Cache]:
+    """relu(batchnorm(x @ w)): the slides' placement, after the affine layer and before the
+    nonlinearity. The affine layer has no bias: the batch mean would remove it (its gradient
+    is zero), and beta shifts instead."""
+    a = x @ w
+    out, bn_cache = batchnorm_forward(a, gamma, beta, bn_param)
+    np.maximum(out, 0, out=out)
+    return out, ((x, w), bn_cache, out)
+
+
+def affine_bn_relu_backward(
+    dout: np.ndarray,
+    cache: Cache,
+    need_dx: bool = True,
+    dw_out: np.ndarray | None = None,
+    dgamma_out: np.ndarray | None = None,
+    dbeta_out: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+    """Backward of affine_bn_relu_forward: dx (or None), dw, dgamma, dbeta; the *_out
+    arrays, when given, receive them."""
+    (x, w), bn_cache, out = cache
+    da, dgamma, dbeta = batchnorm_backward(relu_backward(dout, out), bn_cache)
+    if dgamma_out is not None:
+        dgamma_out[...] = dgamma
+        dgamma = dgamma_out
+    if dbeta_out is not None:
+        dbeta_out[...] = dbeta
+        dbeta = dbeta_out
+    dx = da @ w.T if need_dx else None
+    dw = np.matmul(x.T, da, out=dw_out)
+    return dx, dw, dgamma, dbeta
+
+
 def dropout_forward(x: np.ndarray, p: float, rng: np.random.Generator) -> tuple[np.ndarray, Cache]:
     """Inverted dropout: drop each unit with probability p, scale the survivors by 1 / (1 - p).
 

@@ -195,6 +195,8 @@ class Started:
     host: str | None = None
     resumed_from_epoch: float = 0.0
     damaged_checkpoints: list[str] = field(default_factory=list)  # "NAME: why", set aside
+    # What the loaded dataset looks like in words (core.data: Dataset.warnings).
+    data_warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,29 @@
-"""A fully connected net: {affine - relu - [dropout]} x L - affine - softmax or SVM loss.
+"""A fully connected net: {affine - [batchnorm] - relu - [dropout]} x L - affine - softmax or
+SVM loss.
 
-Parameters are named `W1, b1, ..., W{L+1}, b{L+1}` (W: (fan_in, fan_out), b: (fan_out,)) and
-live as views into ONE flat array, `model.flat`, weights first. The trainer updates, averages
-and copies that one array with a single NumPy call each, instead of one call per parameter:
-on small nets the per-call cost is most of a step. `model.params` is the named view of it,
-and `model.views(flat)` names any other array of the same layout (gradients, optimizer state,
-best or averaged parameters).
+Parameters are named `W1, b1, ..., W{L+1}, b{L+1}` (W: (fan_in, fan_out), b: (fan_out,)).
+With batch normalization a hidden layer has `gamma{i}, beta{i}` (one scale and shift per
+unit; gamma starts at 1, beta at 0) instead of its bias: the batch mean would remove a bias,
+its gradient is zero, and beta shifts in its place. Only the output layer keeps its b.
+
+All of them live as views into ONE flat array, `model.flat`, weights first. The trainer
+updates, averages and copies that one array with a single NumPy call each, instead of one
+call per parameter: on small nets the per-call cost is most of a step. `model.params` is
+the named view of it, and `model.views(flat)` names any other array of the same layout
+(gradients, optimizer state, best or averaged parameters).
 
 The objective is
 
     data_loss + reg * sum(W**2)   over the weight matrices only (biases are not regularized),
 
-whose gradient adds 2 * reg * W to each dW. The model keeps no RNG of its own: dropout masks
-come from the generator the caller passes, so training is reproducible from one seed.
+whose gradient adds 2 * reg * W to each dW (gamma and beta are not regularized either). The
+model keeps no RNG of its own: dropout masks come from the generator the caller passes, so
+training is reproducible from one seed.
+
+Batch normalization's running mean and variance are state, not parameters: no update rule
+touches them, every training-mode forward pass moves them (core.layers.batchnorm_forward),
+and test-mode passes (scores, predict, accuracy) normalize with them. `running_stats()` names
+them for checkpoints.
 """
 
 from __future__ import annotations
@@ -47,10 +58,14 @@ class FullyConnectedNet:
         dtype: str | np.dtype = "float32",
         rng: np.random.Generator | None = None,
         params: Params | None = None,
+        normalization: str = "none",
     ) -> None:
         """Draw weights from `rng` (required unless `params` is given); biases start at 0."""
         if loss not in ("softmax", "svm"):
             raise ValueError(f"loss: must be softmax or svm, got {loss!r}")
+        if normalization not in ("none", "batchnorm"):
+            raise ValueError(f"normalization: must be none or batchnorm, got {normalization!r}")
+        self.normalization = normalization
         self.input_dim = int(input_dim)
         self.num_classes = int(num_classes)
         self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
@@ -62,7 +77,14 @@ class FullyConnectedNet:
         dims = (self.input_dim, *self.hidden_sizes, self.num_classes)
         shapes: list[tuple[str, tuple[int, ...]]]
         shapes = [(f"W{i}", (dims[i - 1], dims[i])) for i in range(1, len(dims))]
-        shapes += [(f"b{i}", (dims[i],)) for i in range(1, len(dims))]
+        last = len(dims) - 1
+        if normalization == "batchnorm":
+            hidden = range(1, last)
+            shapes += [(f"b{last}", (dims[last],))]
+            shapes += [(f"gamma{i}", (dims[i],)) for i in hidden]
+            shapes += [(f"beta{i}", (dims[i],)) for i in hidden]
+        else:
+            shapes += [(f"b{i}", (dims[i],)) for i in range(1, len(dims))]
         self.shapes: dict[str, tuple[int, ...]] = dict(shapes)
         sizes = [math.prod(shape) for _, shape in shapes]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
@@ -75,6 +97,19 @@ class FullyConnectedNet:
         self.size = sum(sizes)
         self.flat = np.zeros(self.size, dtype=self.dtype)
         self.params = self.views(self.flat)
+        # Per hidden layer: the running statistics batchnorm_forward moves and tests with.
+        self.bn_running: list[dict[str, np.ndarray]] = []
+        if normalization == "batchnorm":
+            self.bn_running = [
+                {
+                    "running_mean": np.zeros(dims[i], dtype=self.dtype),
+                    "running_var": np.ones(dims[i], dtype=self.dtype),
+                }
+                for i in range(1, len(dims) - 1)
+            ]
+            if params is None:
+                for i in range(1, len(dims) - 1):
+                    self.params[f"gamma{i}"][...] = 1
         if params is not None:
             self.load_params(params)
             return
@@ -105,12 +140,31 @@ class FullyConnectedNet:
         """Copy `params` into the model's own arena."""
         self.flat[...] = self.flatten(params)
 
+    def running_stats(self) -> dict[str, np.ndarray]:
+        """Batchnorm's running statistics by name (running_mean1, running_var1, ...): the
+        model's own arrays, for checkpoints."""
+        return {
+            f"{key}{i}": array
+            for i, stats in enumerate(self.bn_running, start=1)
+            for key, array in stats.items()
+        }
+
+    def load_running_stats(self, stats: dict[str, np.ndarray]) -> None:
+        for name, array in self.running_stats().items():
+            if name not in stats or np.shape(stats[name]) != array.shape:
+                raise ValueError(f"batchnorm {name}: expected shape {array.shape}")
+            array[...] = stats[name]
+
     def astype(self, dtype: str | np.dtype, reg: float | None = None) -> FullyConnectedNet:
         """A copy in another dtype (same class, so a subclass's own code is kept)."""
         twin = copy.copy(self)
         twin.dtype = np.dtype(dtype)
         twin.flat = self.flat.astype(twin.dtype)
         twin.params = twin.views(twin.flat)
+        twin.bn_running = [
+            {key: array.astype(twin.dtype) for key, array in stats.items()}
+            for stats in self.bn_running
+        ]
         if reg is not None:
             twin.reg = float(reg)
         return twin
@@ -129,6 +183,7 @@ class FullyConnectedNet:
             weight_scale=config.weight_scale,
             dtype=config.dtype,
             rng=rng,
+            normalization=config.normalization,
         )
 
     def _forward(
@@ -144,8 +199,15 @@ class FullyConnectedNet:
         use_dropout = train and self.dropout > 0
         if use_dropout and rng is None:
             raise ValueError("rng: dropout > 0 needs a numpy Generator for its masks")
+        mode = "train" if train else "test"
         for i in range(1, self.num_layers):
-            h, cache = layers.affine_relu_forward(h, p[f"W{i}"], p[f"b{i}"])
+            if self.bn_running:
+                bn_param = {"mode": mode, **self.bn_running[i - 1]}
+                h, cache = layers.affine_bn_relu_forward(
+                    h, p[f"W{i}"], p[f"gamma{i}"], p[f"beta{i}"], bn_param
+                )
+            else:
+                h, cache = layers.affine_relu_forward(h, p[f"W{i}"], p[f"b{i}"])
             drop_cache = None
             if use_dropout:
                 assert rng is not None
@@ -207,8 +269,12 @@ class FullyConnectedNet:
             assert dh is not None  # only the first layer skips its input gradient
             if drop_cache is not None:
                 dh = layers.dropout_backward(dh, drop_cache)
-            dW, db = grads[f"W{i}"], grads[f"b{i}"]
-            dh, _, _ = layers.affine_relu_backward(dh, relu_cache, i > 1, dW, db)
+            dW = grads[f"W{i}"]
+            if self.bn_running:
+                dgamma, dbeta = grads[f"gamma{i}"], grads[f"beta{i}"]
+                dh = layers.affine_bn_relu_backward(dh, relu_cache, i > 1, dW, dgamma, dbeta)[0]
+            else:
+                dh, _, _ = layers.affine_relu_backward(dh, relu_cache, i > 1, dW, grads[f"b{i}"])
         if self.reg:
             weights = slice(0, self.num_weights)
             flat_grad[weights] += self.dtype.type(2 * self.reg) * self.flat[weights]
@@ -224,7 +290,7 @@ class FullyConnectedNet:
         so a finite difference between them is not a fair test of the analytic gradient.
         """
         scores, caches = self._forward(X, rng, train=True)
-        pattern = [relu_cache[1] > 0 for relu_cache, _ in caches[:-1]]
+        pattern = [relu_cache[-1] > 0 for relu_cache, _ in caches[:-1]]
         if self.loss_name == "svm":
             pattern.append(layers.svm_margins(scores, y) > 0)
         return pattern

@@ -86,19 +86,28 @@ def best_checkpoint(trial: Trial, lookup: Callable[[int], Trial | None]) -> str 
 
 
 def top_k_members(session: Session, sweep: Sweep, max_k: int) -> list[dict[str, Any]]:
-    query = select(Trial).where(Trial.sweep_id == sweep.id).order_by(*ranking())
-    trials = list(session.scalars(query))
-    by_id = {t.id: t for t in trials}
-    trained_on = {t.parent_id for t in trials if t.parent_id is not None}
-    members = []
-    for trial in trials:
-        if trial.id in trained_on or trial.best_val_acc is None:
-            continue
-        path = best_checkpoint(trial, by_id.get)
-        if path is not None:
-            members.append({"trial_id": trial.id, "checkpoint": path})
-        if len(members) == max_k:
+    trained_on = set(
+        session.scalars(
+            select(Trial.parent_id).where(Trial.sweep_id == sweep.id, Trial.parent_id.is_not(None))
+        )
+    )
+    # Best first, a page at a time: a sweep of thousands of trials needs only its top rows.
+    query = (
+        select(Trial)
+        .where(Trial.sweep_id == sweep.id, Trial.best_val_acc.is_not(None))
+        .order_by(*ranking())
+    )
+    members: list[dict[str, Any]] = []
+    offset, page = 0, max(2 * max_k, 20)
+    while len(members) < max_k:
+        trials = session.scalars(query.limit(page).offset(offset)).all()
+        for trial in trials:
+            path = None if trial.id in trained_on else best_checkpoint(trial, _lookup(session))
+            if path is not None and len(members) < max_k:
+                members.append({"trial_id": trial.id, "checkpoint": path})
+        if len(trials) < page:
             break
+        offset += page
     return members
 
 

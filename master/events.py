@@ -26,7 +26,7 @@ from core.messages import (
     Started,
     TrialEvent,
 )
-from master.models import Sweep, SweepStatus, Trial, TrialEpoch, TrialStatus, utcnow
+from master.models import Stage, Sweep, SweepStatus, Trial, TrialEpoch, TrialStatus, utcnow
 
 # The trial's status once an attempt ended so (an interrupted one is re-queued instead).
 _FINAL_STATUSES: dict[EndStatus, TrialStatus] = {
@@ -87,6 +87,8 @@ def _apply(
             trial.started_at = trial.started_at or sent_at
             if started.damaged_checkpoints:
                 _set_aside(trial, started.damaged_checkpoints)
+            if started.data_warnings:
+                _warn_stage(session, trial, started.data_warnings)
             if started.resumed_from_epoch < trial.start_epoch:
                 # A promoted trial whose parent's checkpoint could not be used trains the
                 # inherited epochs again: they count as trained by it.
@@ -143,6 +145,18 @@ def _add_epoch(
     )
     trial.epochs_done = max(trial.epochs_done, epoch.epoch)
     trial.val_acc = epoch.val_acc
+
+
+def _warn_stage(session: Session, trial: Trial, warnings: list[str]) -> None:
+    """A worker found the trial's inputs unscaled: its stage says so, once."""
+    stage = session.scalars(
+        select(Stage).where(Stage.sweep_id == trial.sweep_id, Stage.index == trial.stage_index)
+    ).first()
+    if stage is None:
+        return
+    new = [w for w in warnings if w not in (stage.warnings or [])]
+    if new:
+        stage.warnings = [*(stage.warnings or []), *new]
 
 
 def _set_aside(trial: Trial, damaged: list[str]) -> None:

@@ -11,12 +11,12 @@ from core.data import Dataset, load_dataset
 
 class DatasetCache:
     def __init__(self) -> None:
-        self._loaded: dict[tuple[str, str], Dataset] = {}
+        self._loaded: dict[tuple[str, str, str], Dataset] = {}
 
-    def get(self, spec: str, dtype: str = "float32") -> Dataset:
-        key = (spec, dtype)
+    def get(self, spec: str, dtype: str = "float32", preprocessing: str = "mean") -> Dataset:
+        key = (spec, dtype, preprocessing)
         if key not in self._loaded:
-            self._loaded[key] = load_dataset(spec, dtype=dtype)
+            self._loaded[key] = load_dataset(spec, dtype=dtype, preprocessing=preprocessing)
         return self._loaded[key]
 
     def __len__(self) -> int:

@@ -58,7 +58,7 @@ def evaluate(job: EnsembleJob, settings: WorkerSettings, stopped: Any) -> Ensemb
             return EnsembleResult("stopped", members, curve, has_test)
         checkpoint = load_checkpoint(settings.checkpoint_dir / relative)
         model, state = checkpoint.model, checkpoint.state
-        data = DATASETS.get(job.dataset, str(model.dtype))
+        data = DATASETS.get(job.dataset, str(model.dtype), state.config.preprocessing)
         if data.input_dim != model.input_dim:
             raise ValueError(
                 f"{relative}: its model takes {model.input_dim} inputs, but {job.dataset} "

@@ -98,7 +98,7 @@ def _train_trial(
             "explode_factor": trial.explode_factor,
         }
     )
-    data = DATASETS.get(trial.dataset, config.dtype)
+    data = DATASETS.get(trial.dataset, config.dtype, config.preprocessing)
     directory = checkpoint_dir / trial.checkpoint_subdir
     # A first attempt has no files yet: only a re-run lists the directory for them.
     existing = trial_checkpoints(directory, trial.trial_id) if trial.attempt > 1 else []
@@ -106,7 +106,7 @@ def _train_trial(
     if not existing and trial.resume_from is not None:
         model, state = _promoted(checkpoint_dir / trial.resume_from, config, model, state)
     writer = _CheckpointWriter(trial, checkpoint_dir, directory, reporter, stop, existing, data)
-    reporter.send(Started(worker, socket.gethostname(), state.epoch, damaged))
+    reporter.send(Started(worker, socket.gethostname(), state.epoch, damaged, list(data.warnings)))
     for k in range(len(state.history.epoch)):  # what the checkpoint holds, in case it was lost
         writer.report_epoch(state, k)
     if state.status is not TrainStatus.RUNNING:

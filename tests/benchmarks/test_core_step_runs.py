@@ -20,3 +20,9 @@ def test_overhead_benchmark_runs_and_reports() -> None:
     report = core_step.overhead_report(o)
     assert "without evaluation" in report and "batch sampling" in report
     assert core_step.trainer.record_epoch.__name__ == "record_epoch"  # restored after patching
+
+
+def test_batchnorm_benchmark_times_both_nets() -> None:
+    result = core_step.batchnorm_cost((64, 100, 10, 50), "float32", rounds=1, seconds=0.02)
+    assert result["plain_ms"] > 0 and result["batchnorm_ms"] > 0
+    assert math.isfinite(result["cost"])

@@ -11,7 +11,7 @@ from core.messages import EventKind, TrialEvent, job_id
 from master.db import Database
 from master.dispatching import JOBS_PER_WORKER, MAX_BATCH, batch_size
 from master.events import apply_events
-from master.models import Trial, TrialEpoch
+from master.models import Stage, Trial, TrialEpoch
 from master.spec import SweepSpec
 from master.sweeps import create_sweep
 from tests.master.factories import example_spec
@@ -146,3 +146,18 @@ def test_a_restart_that_set_checkpoints_aside_drops_them_and_says_why(db: Databa
         assert (
             after.reason == f"set aside damaged checkpoints: {bad}: not a readable checkpoint (EOF)"
         )
+
+
+def test_unscaled_inputs_a_worker_reports_become_a_warning_of_the_stage_once(db: Database) -> None:
+    trial = first_trial(db)
+    warning = "x.npz: the inputs look unscaled: ..."
+    started = TrialEvent(
+        EventKind.STARTED, trial.id, 1, {"worker": "w", "data_warnings": [warning]}
+    )
+    with db.writing() as session:
+        apply_events(session, [started, started])
+    with db.reading() as session:
+        stage = session.scalars(
+            select(Stage).where(Stage.sweep_id == trial.sweep_id, Stage.index == 0)
+        ).one()
+        assert stage.warnings == [warning]
