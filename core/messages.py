@@ -197,6 +197,7 @@ class Started:
     damaged_checkpoints: list[str] = field(default_factory=list)  # "NAME: why", set aside
     # What the loaded dataset looks like in words (core.data: Dataset.warnings).
     data_warnings: list[str] = field(default_factory=list)
+    num_classes: int | None = None  # of the dataset: the chance loss is ln(num_classes)
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,9 @@ class EpochEnded:
     update_ratio: dict[str, float | None] = field(default_factory=dict)
     loss: list[float | None] = field(default_factory=list)  # the epoch's iterations
     files: CheckpointFiles | None = None
+    # core.distributions, of this epoch: bin shares and dead share per hidden layer, mean
+    # gradient norm per weight matrix.
+    distributions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,11 @@ class FullyConnectedNet:
         ]
         return np.concatenate(chunks)
 
+    def scores_and_activations(self, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Test-time scores and every hidden layer's ReLU output, from one forward pass."""
+        scores, caches = self._forward(X, None, False)
+        return scores, [cache[-1] for cache, _ in caches[:-1]]
+
     def predict(self, X: np.ndarray, params: Params | None = None) -> np.ndarray:
         return np.argmax(self.scores(X, params), axis=1)
 

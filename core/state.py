@@ -58,6 +58,11 @@ class History:
     lr: list[float] = field(default_factory=list)
     # ||update|| / ||w|| per parameter, averaged over the epoch's samples (the notes want ~1e-3).
     update_ratio: dict[str, list[float]] = field(default_factory=dict)
+    # Per hidden layer (core.distributions): shares of its ReLU outputs in fixed bins, the
+    # share of its units that never fired, and per weight matrix its mean gradient norm.
+    activations: dict[str, list[list[float]]] = field(default_factory=dict)
+    dead_units: dict[str, list[float]] = field(default_factory=dict)
+    grad_norm: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +74,9 @@ class History:
             "average_val_acc": self.average_val_acc,
             "lr": self.lr,
             "update_ratio": self.update_ratio,
+            "activations": self.activations,
+            "dead_units": self.dead_units,
+            "grad_norm": self.grad_norm,
         }
 
     @classmethod

@@ -21,6 +21,7 @@ import numpy as np
 
 from core.config import TrainConfig
 from core.data import Dataset
+from core.distributions import layer_statistics
 from core.model import FullyConnectedNet
 from core.optim import RULE_HYPERPARAMETERS, UPDATE_RULES, UpdateRule
 from core.schedules import lr_at
@@ -161,7 +162,7 @@ def train(
             if state.iteration == total:
                 state.status = TrainStatus.FINISHED
             state.order = order = None
-            record_epoch(model, data, probe, state, lr, ratios.means())
+            record_epoch(model, data, probe, state, lr, ratios.means(), ratios.grad_norms())
             ratios = _RatioSampler(model)
             state.rng_state = dict(rng.bit_generator.state)
             if on_epoch_end is not None:
@@ -177,18 +178,20 @@ def train(
 
 
 class _RatioSampler:
-    """Sums ||update|| / ||w|| per parameter over the samples of one epoch."""
+    """Sums ||update|| / ||w|| and ||gradient|| per parameter over the samples of one epoch."""
 
     def __init__(self, model: FullyConnectedNet) -> None:
         self.model = model
         self.sums = np.zeros(len(model.shapes))
         self.counts = np.zeros(len(model.shapes))
+        self.grad_sums = np.zeros(len(model.shapes))
         self.count = 0
 
     def sample(self, rule: UpdateRule, grad: np.ndarray, config: dict[str, Any]) -> None:
         """Apply the update (exactly as an unsampled step would) and measure it."""
         flat, starts = self.model.flat, self.model.offsets
         weight_sq = np.add.reduceat(np.square(flat, dtype=np.float64), starts)
+        self.grad_sums += np.sqrt(np.add.reduceat(np.square(grad, dtype=np.float64), starts))
         before = flat.copy()
         rule(flat, grad, config)
         before -= flat  # now minus the update
@@ -202,6 +205,15 @@ class _RatioSampler:
         with np.errstate(invalid="ignore", divide="ignore"):
             means = self.sums / self.counts  # NaN where a parameter had no sample
         return {name: float(m) for name, m in zip(self.model.shapes, means, strict=True)}
+
+    def grad_norms(self) -> dict[str, float]:
+        """Mean ||dW|| per weight matrix (W1, W2, ...) over the epoch's samples."""
+        count = max(1, self.count)
+        return {
+            name: float(total / count)
+            for name, total in zip(self.model.shapes, self.grad_sums, strict=True)
+            if name.startswith("W")
+        }
 
 
 def _update_average(average: np.ndarray, flat: np.ndarray, keep: float) -> None:
@@ -224,10 +236,15 @@ def record_epoch(
     state: TrainState,
     lr: float,
     ratios: dict[str, float],
+    grad_norms: dict[str, float] | None = None,
 ) -> None:
-    """The epoch-end evaluation: accuracies, mean cost, ratios, and the best parameters."""
+    """The epoch-end evaluation: accuracies, mean cost, ratios, per-layer distributions,
+    and the best parameters."""
     history = state.history
-    train_acc = model.accuracy(*probe)
+    with np.errstate(all="ignore"):  # a run about to explode may overflow here
+        probe_scores, hidden = model.scores_and_activations(probe[0])
+    train_acc = float(np.mean(np.argmax(probe_scores, axis=1) == probe[1]))
+    shares, dead = layer_statistics(hidden)
     val_acc = model.accuracy(data.X_val, data.y_val)
     average = model.views(state.running_average(model.flat))
     average_val_acc = model.accuracy(data.X_val, data.y_val, params=average)
@@ -241,6 +258,11 @@ def record_epoch(
     history.lr.append(lr)
     for name, ratio in ratios.items():
         history.update_ratio.setdefault(name, []).append(ratio)
+    for name, layer_shares in shares.items():
+        history.activations.setdefault(name, []).append(layer_shares)
+        history.dead_units.setdefault(name, []).append(dead[name])
+    for name, norm in (grad_norms or {}).items():
+        history.grad_norm.setdefault(name, []).append(norm)
     if val_acc > state.best_val_acc:
         state.best_val_acc = val_acc
         state.best_epoch = state.epoch

@@ -13,11 +13,14 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from core.checkpoint import parse_checkpoint_name
+from core.config import TrainConfig
+from core.distributions import PROBE_ROWS
 from dashboard.figures import log_parameters, pair_of
 from dashboard.files import NoSuchFile, inside
 from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard, sweep_choices
 from dashboard.state import Dashboard, DashboardDep, Id
 from dashboard.weights import NoImage, describe_first_layer
+from master.diagnoses import trial_findings
 from master.evaluating import best_checkpoint as best_epoch_file
 from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, Trial, TrialStatus
 from master.schemas import WorkerPublic
@@ -139,6 +142,7 @@ def read_trial(
         sweep = session.get(Sweep, trial.sweep_id)
         best = best_checkpoint(trial.checkpoints)
         weights_note = None if part else _weights_note(dashboard.settings.checkpoint_dir, best)
+        hidden = trial.hyperparameters.get("hidden_sizes") or TrainConfig().hidden_sizes
         # A promoted trial whose best epoch is its parent's: that file is the parent's.
         best_file = best_epoch_file(trial, lambda parent_id: session.get(Trial, parent_id))
         inherited = None
@@ -156,6 +160,9 @@ def read_trial(
             checkpoints=[PurePosixPath(p).name for p in trial.checkpoints],
             best_checkpoint=PurePosixPath(best).name if best else None,
             inherited_best=inherited,
+            layers=[f"layer{i}" for i in range(1, len(hidden) + 1)],
+            probe_rows=PROBE_ROWS,
+            findings=trial_findings(trial),
             weights=weights_note,
         )
 

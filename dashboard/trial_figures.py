@@ -1,11 +1,15 @@
 """The trial page's plots, as Plotly figures: loss per iteration, train and validation
-accuracy per epoch, update:weight ratio per parameter with the notes' 1e-3 reference."""
+accuracy per epoch, update:weight ratio per parameter with the notes' 1e-3 reference, and
+the per-layer distributions (core.distributions): each hidden layer's ReLU outputs over
+epochs as a heatmap, the share of dead units, and each weight matrix's gradient norm."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from core.babysitting import DEAD_SHARE
+from core.distributions import ACTIVATION_BINS
 from dashboard.figures import Figure, layout, note_empty
 from dashboard.health import REFERENCE
 from master.models import TrialEpoch
@@ -24,17 +28,8 @@ def trial_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
         for name, values in sorted(ratios.items())
     ]
     if epoch_numbers:
-        ratio_traces.append(
-            {
-                "type": "scatter",
-                "mode": "lines",
-                "name": f"{REFERENCE:.0e} (the notes' rule of thumb)",
-                "x": [0, max(epoch_numbers)],
-                "y": [REFERENCE, REFERENCE],
-                "line": {"dash": "dash", "color": "#444", "width": 1},
-                "hoverinfo": "name",
-            }
-        )
+        name = f"{REFERENCE:.0e} (the notes' rule of thumb)"
+        ratio_traces.append(reference_line(name, max(epoch_numbers), REFERENCE))
     figures: dict[str, Figure] = {
         "plot-loss": {
             "data": [
@@ -80,6 +75,93 @@ def trial_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
             ),
         },
     }
+    figures.update(distribution_figures(epochs))
     if not epochs:
         note_empty(figures, "no epoch has ended yet")
+    return figures
+
+
+def reference_line(name: str, x_max: float, y: float) -> dict[str, Any]:
+    """A thin dashed horizontal line at `y`, from epoch 0 to `x_max`."""
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "name": name,
+        "x": [0, x_max],
+        "y": [y, y],
+        "line": {"dash": "dash", "color": "#444", "width": 1},
+        "hoverinfo": "name",
+    }
+
+
+def _series(epochs: Sequence[TrialEpoch], key: str) -> dict[str, list[Any]]:
+    """One list per layer (or weight matrix) of the epochs' `key` statistics, None where an
+    epoch has none (one recorded before distributions were)."""
+    found: dict[str, list[Any]] = {}
+    for k, epoch in enumerate(epochs):
+        for name, value in ((epoch.distributions or {}).get(key) or {}).items():
+            found.setdefault(name, [None] * len(epochs))[k] = value
+    return dict(sorted(found.items()))
+
+
+def distribution_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
+    numbers = [e.epoch for e in epochs]
+    figures: dict[str, Figure] = {}
+    for name, shares in _series(epochs, "activations").items():
+        # z[bin][epoch]: a column per epoch, the bins bottom (0) to top (>= 100).
+        z = [[None if s is None else s[b] for s in shares] for b in range(len(ACTIVATION_BINS))]
+        figures[f"plot-activations-{name}"] = {
+            "data": [
+                {
+                    "type": "heatmap",
+                    "x": numbers,
+                    "y": list(ACTIVATION_BINS),
+                    "z": z,
+                    "colorscale": "Viridis",
+                    "zmin": 0,
+                    "zmax": 1,
+                    "colorbar": {"title": {"text": "share"}},
+                    "hovertemplate": "epoch %{x}<br>output %{y}: %{z:.1%}<extra></extra>",
+                }
+            ],
+            "layout": layout(
+                f"{name}: ReLU outputs over epochs (the bottom row is 0: inactive)",
+                xaxis={"title": {"text": "epoch"}},
+                yaxis={"title": {"text": "output"}, "type": "category"},
+            ),
+        }
+    dead = _series(epochs, "dead_units")
+    if dead:
+        traces: list[dict[str, Any]] = [
+            {"type": "scatter", "mode": "lines+markers", "name": name, "x": numbers, "y": values}
+            for name, values in dead.items()
+        ]
+        traces.append(reference_line(f"{DEAD_SHARE:.0%}: called out", max(numbers), DEAD_SHARE))
+        figures["plot-dead"] = {
+            "data": traces,
+            "layout": layout(
+                "dead units: the share of each layer's ReLUs that never fired on the probe",
+                xaxis={"title": {"text": "epoch"}},
+                yaxis={"title": {"text": "share of units"}, "range": [0, 1]},
+            ),
+        }
+    norms = _series(epochs, "grad_norm")
+    if norms:
+        figures["plot-gradients"] = {
+            "data": [
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "name": f"|d{name}|",
+                    "x": numbers,
+                    "y": values,
+                }
+                for name, values in norms.items()
+            ],  # fmt: skip
+            "layout": layout(
+                "gradient norm per weight matrix (a layer whose gradient vanishes learns nothing)",
+                xaxis={"title": {"text": "epoch"}},
+                yaxis={"title": {"text": "|dW|"}, "type": "log"},
+            ),
+        }
     return figures

@@ -89,6 +89,8 @@ def _apply(
                 _set_aside(trial, started.damaged_checkpoints)
             if started.data_warnings:
                 _warn_stage(session, trial, started.data_warnings)
+            if started.num_classes is not None:
+                trial.num_classes = started.num_classes
             if started.resumed_from_epoch < trial.start_epoch:
                 # A promoted trial whose parent's checkpoint could not be used trains the
                 # inherited epochs again: they count as trained by it.
@@ -141,6 +143,7 @@ def _add_epoch(
             learning_rate=epoch.learning_rate,
             update_ratio=epoch.update_ratio,
             loss=epoch.loss,
+            distributions=epoch.distributions or None,
         )
     )
     trial.epochs_done = max(trial.epochs_done, epoch.epoch)

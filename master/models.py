@@ -171,6 +171,7 @@ class Trial(Base):
     # Explosion: the iteration and cost that tripped it, and cost / first cost.
     explosion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     checkpoints: Mapped[list[Any]] = mapped_column(default=list)  # paths under CHECKPOINT_DIR
+    num_classes: Mapped[int | None]  # of its dataset, as its worker saw it
     worker: Mapped[str | None] = mapped_column(String(200))
     job_id: Mapped[str | None] = mapped_column(String(64))  # None until enqueued
     attempts: Mapped[int] = mapped_column(default=0)
@@ -241,6 +242,8 @@ class TrialEpoch(Base):
     learning_rate: Mapped[float | None]
     update_ratio: Mapped[dict[str, Any]] = mapped_column(default=dict)
     loss: Mapped[list[Any]] = mapped_column(default=list)  # the epoch's per-iteration costs
+    # core.distributions of the epoch: activation bin shares, dead units, gradient norms.
+    distributions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 def ranking() -> tuple[Any, ...]:

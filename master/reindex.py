@@ -38,7 +38,8 @@ from core.checkpoint import (
     parse_checkpoint_name,
     read_summary,
 )
-from core.state import Explosion
+from core.distributions import epoch_distributions
+from core.state import Explosion, History
 from master.db import Database
 from master.models import (
     Stage,
@@ -277,6 +278,7 @@ def _trial(
         finished_at=finished_at,
     )
     rows = []
+    typed = History.from_dict(history)
     per_epoch = state["iterations_per_epoch"]
     for k, epoch in enumerate(epochs):
         start = round(epochs[k - 1] * per_epoch) if k else 0
@@ -292,6 +294,7 @@ def _trial(
                 learning_rate=history["lr"][k],
                 update_ratio={n: v[k] for n, v in history["update_ratio"].items()},
                 loss=history["loss"][start:end],
+                distributions=epoch_distributions(typed, k) or None,
             )
         )
     return trial, rows

@@ -63,6 +63,9 @@ class SweepPublic(BaseModel):
         default_factory=list,
         description="once finished: where the best trial of the last stage sits on a border",
     )
+    diagnoses: list[str] = Field(
+        default_factory=list, description="the trials' findings summed up, in words"
+    )
     test: TestEvaluation | None = Field(
         default=None, description="once finished: the best trial and ensemble on the test split"
     )
@@ -120,6 +123,20 @@ class EpochPublic(BaseModel):
     average_val_acc: float | None
     learning_rate: float | None
     update_ratio: dict[str, float | None]
+    distributions: dict[str, Any] | None = Field(
+        default=None,
+        description="per hidden layer: ReLU output shares in fixed bins (activations), the "
+        "share of units that never fired (dead_units); per weight matrix the mean gradient "
+        "norm (grad_norm)",
+    )
+
+
+class FindingPublic(BaseModel):
+    kind: str = Field(
+        description="learning_rate_too_high, learning_rate_too_low, initial_loss, dead_units, "
+        "overfitting or underfitting"
+    )
+    text: str
 
 
 class TrialDetail(TrialPublic):
@@ -130,6 +147,9 @@ class TrialDetail(TrialPublic):
     )
     history: list[EpochPublic]
     loss: list[float | None] = Field(description="cost per iteration")
+    diagnoses: list[FindingPublic] = Field(
+        default_factory=list, description="what the trial's numbers suggest, in words"
+    )
 
 
 class TrialsPublic(BaseModel):

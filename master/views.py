@@ -10,6 +10,7 @@ from rq.worker import BaseWorker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from master.diagnoses import sweep_summary, trial_findings
 from master.evaluating import best_checkpoint, sweep_test_evaluation
 from master.models import (
     FINAL_STATUSES,
@@ -24,6 +25,7 @@ from master.planning import final_border_warnings
 from master.schemas import (
     EnsemblePublic,
     EpochPublic,
+    FindingPublic,
     RankedTrial,
     StagePublic,
     SweepPublic,
@@ -77,6 +79,7 @@ def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
         epochs_trained=epochs_trained(session, sweep.id),
         final_warnings=final_warnings(session, sweep),
         test=_test_public(sweep_test_evaluation(session, sweep)),
+        diagnoses=sweep_summary(session, sweep.id),
         spec=sweep.spec,
     )
 
@@ -140,8 +143,13 @@ def trial_detail(session: Session, trial: Trial) -> TrialDetail:
     history = [EpochPublic.model_validate(epoch) for epoch in trial.epochs]
     loss = [cost for epoch in trial.epochs for cost in epoch.loss]
     best = best_checkpoint(trial, lambda trial_id: session.get(Trial, trial_id))
+    diagnoses = [FindingPublic(kind=f.kind, text=f.text) for f in trial_findings(trial)]
     return TrialDetail(
-        **trial_public(trial).model_dump(), best_checkpoint=best, history=history, loss=loss
+        **trial_public(trial).model_dump(),
+        best_checkpoint=best,
+        history=history,
+        loss=loss,
+        diagnoses=diagnoses,
     )
 
 

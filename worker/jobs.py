@@ -33,6 +33,7 @@ from core.checkpoint import (
 )
 from core.config import TrainConfig
 from core.data import Dataset
+from core.distributions import epoch_distributions
 from core.messages import (
     CheckpointFiles,
     Ended,
@@ -106,7 +107,9 @@ def _train_trial(
     if not existing and trial.resume_from is not None:
         model, state = _promoted(checkpoint_dir / trial.resume_from, config, model, state)
     writer = _CheckpointWriter(trial, checkpoint_dir, directory, reporter, stop, existing, data)
-    reporter.send(Started(worker, socket.gethostname(), state.epoch, damaged, list(data.warnings)))
+    host = socket.gethostname()
+    warnings = list(data.warnings)
+    reporter.send(Started(worker, host, state.epoch, damaged, warnings, data.num_classes))
     for k in range(len(state.history.epoch)):  # what the checkpoint holds, in case it was lost
         writer.report_epoch(state, k)
     if state.status is not TrainStatus.RUNNING:
@@ -225,6 +228,7 @@ class _CheckpointWriter:
                 update_ratio={n: float(v[k]) for n, v in history.update_ratio.items()},
                 loss=[float(c) for c in history.loss[start:end]],
                 files=self._files(state),
+                distributions=epoch_distributions(history, k),
             )
         )
 

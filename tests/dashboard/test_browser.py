@@ -162,6 +162,15 @@ def test_trial_page_shows_its_curves(
     weights.wait_for()
     page.wait_for_function("document.getElementById('weights').naturalWidth > 0")
     assert "100 hidden units as 8x8 images" in page.locator("figure.weights").inner_text()
+    # The layers' distributions: a heatmap of one column per epoch, dead units, gradients.
+    heatmap = page.evaluate("document.getElementById('plot-activations-layer1').data[0]")
+    assert heatmap["type"] == "heatmap" and len(heatmap["x"]) == len(detail["history"])
+    assert len(heatmap["z"]) == 10  # the fixed bins
+    assert page.locator("#plot-activations-layer1 .heatmaplayer image").count() == 1
+    dead = page.evaluate("document.getElementById('plot-dead').data.map(t => t.name)")
+    assert dead[0] == "layer1"
+    norms = page.evaluate("document.getElementById('plot-gradients').data.map(t => t.y.length)")
+    assert norms == [len(detail["history"])] * 2  # |dW1| and |dW2|
     screenshot(page, "trial")
     assert page.errors == []
     page.close()

@@ -257,3 +257,15 @@ def test_a_sweeps_ensembles_are_listed_with_its_test_accuracy_and_plotted_agains
         ("#1 top-k val", [0.95, 0.97]),
         ("#1 top-k test", [0.93, 0.96]),
     ]
+
+
+def test_trial_and_sweep_pages_say_what_the_numbers_suggest(board: Board) -> None:
+    page = html.unescape(board.client.get(f"/trials/{board.exploded}").text)
+    assert 'data-kind="learning_rate_too_high"' in page
+    assert "learning rate probably too high: the cost exploded at iteration 17 (17.4x" in page
+    sweep_page = html.unescape(board.client.get(f"/sweeps/{board.sweep_id}").text)
+    assert re.search(
+        r"1 of \d+ trials with learning_rate at or above \S+ exploded: the learning rate is "
+        r"probably too high there",
+        sweep_page,
+    ), sweep_page

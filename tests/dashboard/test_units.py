@@ -121,3 +121,24 @@ def test_weights_are_images_only_when_the_input_is_one(tmp_path: Path) -> None:
     (tmp_path / "d.npz").write_bytes(b"not a zip")
     with pytest.raises(NoImage, match="not a readable checkpoint"):
         first_layer_png(tmp_path / "d.npz")
+
+
+def test_distribution_figures_hold_every_epoch_with_gaps_where_none_was_recorded() -> None:
+    from dashboard.trial_figures import distribution_figures
+    from master.models import TrialEpoch
+
+    epochs = [
+        TrialEpoch(epoch=1.0, train_acc=0.5, val_acc=0.5, loss=[], update_ratio={},
+                   distributions={"dead_units": {"layer1": 0.1, "layer2": 0.4},
+                                  "activations": {"layer1": [0.5] + [0.05] * 9},
+                                  "grad_norm": {"W1": 0.2}}),
+        TrialEpoch(epoch=2.0, train_acc=0.5, val_acc=0.5, loss=[], update_ratio={},
+                   distributions={"dead_units": {"layer1": 0.2, "layer2": 0.75}}),
+        TrialEpoch(epoch=3.0, train_acc=0.5, val_acc=0.5, loss=[], update_ratio={},
+                   distributions=None),  # an epoch recorded before distributions were
+    ]  # fmt: skip
+    figures = distribution_figures(epochs)
+    assert figures["plot-dead"]["data"][1]["y"] == [0.4, 0.75, None]
+    heat = figures["plot-activations-layer1"]["data"][0]
+    assert heat["z"][0] == [0.5, None, None] and heat["x"] == [1.0, 2.0, 3.0]
+    assert figures["plot-gradients"]["data"][0]["y"] == [0.2, None, None]

@@ -1,0 +1,65 @@
+"""Per-layer activation and gradient statistics, the notes' fifth quantity to babysit.
+
+Recorded once per epoch at small cost, from work the trainer does anyway:
+- activations: the hidden layers' ReLU outputs of the train-accuracy forward pass (its
+  first PROBE_ROWS examples, the same rows every epoch), as shares of fixed bins, so that
+  epochs and layers compare; and the share of units that never fired on those rows (dead
+  ReLUs: "a large fraction of your network is dead" is the notes' warning sign);
+- gradients: the norm of each weight matrix's gradient, averaged over the steps the
+  update-ratio sampler already measures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from core.state import History
+
+PROBE_ROWS = 64
+# Bins of a ReLU output: exactly 0, then decades and half-decades up to 100, then beyond.
+ACTIVATION_EDGES = (0.0, 1e-3, 1e-2, 1e-1, 0.3, 1.0, 3.0, 10.0, 100.0)
+ACTIVATION_BINS = ("0", "<0.001", "<0.01", "<0.1", "<0.3", "<1", "<3", "<10", "<100", ">=100")
+DECIMALS = 4  # shares are stored rounded: a trial's history stays small
+
+
+def activation_shares(out: np.ndarray) -> list[float]:
+    """Shares of a layer's ReLU outputs (rows, units) in ACTIVATION_BINS."""
+    values = out.ravel()
+    # searchsorted on the edges: index 0 for exactly 0 (ReLU outputs are >= 0), then one
+    # bin per edge interval, the last one open-ended.
+    bins = np.searchsorted(np.asarray(ACTIVATION_EDGES, dtype=values.dtype), values, "left")
+    counts = np.bincount(bins, minlength=len(ACTIVATION_BINS))
+    return [round(float(c) / max(1, values.size), DECIMALS) for c in counts]
+
+
+def dead_share(out: np.ndarray) -> float:
+    """The share of a layer's units that never fired on these rows."""
+    fired = (out > 0).any(axis=0)
+    return round(1.0 - float(fired.mean()), DECIMALS)
+
+
+def layer_statistics(hidden: list[np.ndarray]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Activation shares and dead shares by layer name ("layer1", ...)."""
+    shares, dead = {}, {}
+    for i, out in enumerate(hidden, start=1):
+        rows = out[:PROBE_ROWS]
+        shares[f"layer{i}"] = activation_shares(rows)
+        dead[f"layer{i}"] = dead_share(rows)
+    return shares, dead
+
+
+def epoch_distributions(history: History, k: int) -> dict[str, Any]:
+    """The k-th epoch's statistics, as one JSON object (empty for a history without them:
+    a run checkpointed before they were recorded)."""
+
+    def at(series: dict[str, list[Any]]) -> dict[str, Any]:
+        return {name: values[k] for name, values in series.items() if k < len(values)}
+
+    found = {
+        "activations": at(history.activations),
+        "dead_units": at(history.dead_units),
+        "grad_norm": at(history.grad_norm),
+    }
+    return {key: value for key, value in found.items() if value}
