@@ -15,6 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from dashboard.figures import ensembles_figure, sweep_figures
 from dashboard.files import NoSuchFile, checkpoint_path, inside
+from dashboard.glance import curves_figure, importance_figure
 from dashboard.leaderboard import best_checkpoint
 from dashboard.state import DashboardDep, Id
 from dashboard.trial_figures import trial_figures
@@ -63,6 +64,10 @@ def read_sweep_figures(sweep_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
             .order_by(Trial.id)
         ).all()
         figures = sweep_figures(sweep.spec.get("space", {}), sweep.stages, trials)
+        figures["plot-curves"] = curves_figure(session, sweep_id, len(sweep.stages))
+        figures["plot-importance"] = importance_figure(
+            session, sweep_id, sweep.spec.get("space", {})
+        )
         ensembles = session.scalars(
             select(Ensemble).where(Ensemble.sweep_id == sweep_id).order_by(Ensemble.id)
         ).all()

@@ -133,6 +133,22 @@ def test_sweep_page_draws_its_plots(
     dimensions = page.evaluate("document.getElementById('plot-parallel').data[0].dimensions")
     assert all(len(d["values"]) == len(scored) for d in dimensions)
     assert page.locator("#stage-1 .bar .segment").count() >= 1
+    # Every scored trial's validation curve, one trace per stage, drawn as SVG paths.
+    curves = page.evaluate(
+        "document.getElementById('plot-curves').data"
+        ".map(t => new Set(t.customdata.filter(i => i !== null)).size)"
+    )
+    # (A trial that exploded within its first epoch has a score from its early checkpoint,
+    # but no epoch ended: no curve.)
+    with_epochs = [t for t in scored if site.system.get(f"/api/trials/{t['id']}")["history"]]
+    assert sum(curves) == len(with_epochs) and len(curves) == len(finished_sweep["stages"])
+    # One SVG path per trial: the gaps split a stage's trace into its trials' curves.
+    assert page.locator("#plot-curves .scatterlayer path.js-line").count() == sum(curves)
+    # Importance: one bar per searched hyperparameter, the shares summing to 1.
+    bars = page.evaluate("document.getElementById('plot-importance').data[0]")
+    assert set(bars["y"]) == set(finished_sweep["spec"]["space"])
+    assert abs(sum(bars["x"]) - 1) < 1e-6
+    assert page.locator("#plot-importance .barlayer .point").count() == len(bars["y"])
     screenshot(page, "sweep")
     # Clicking a point opens its trial.
     page.locator("#plot-val-learning_rate .scatterlayer .point").first.click(force=True)

@@ -19,7 +19,7 @@ from master.models import (
     TrialStatus,
 )
 from master.settings import Settings
-from tests.dashboard.conftest import Board
+from tests.dashboard.conftest import ACCURACIES, Board
 
 
 def ranked_ids(html: str) -> list[int]:
@@ -129,7 +129,10 @@ def test_figures_hold_one_point_per_scored_trial(board: Board) -> None:
     body = board.client.get(f"/api/sweeps/{board.sweep_id}/figures").json()
     figures = body["figures"]
     assert body["live"] is True
-    assert set(figures) == {"plot-val-learning_rate", "plot-val-reg", "plot-pair", "plot-parallel"}
+    assert set(figures) == {
+        "plot-val-learning_rate", "plot-val-reg", "plot-pair", "plot-parallel", "plot-curves",
+        "plot-importance",
+    }  # fmt: skip
     assert sum(len(t["x"]) for t in figures["plot-val-learning_rate"]["data"]) == 5
     pair = figures["plot-pair"]["data"]
     assert len(pair[0]["x"]) == 5 and len(pair[1]["x"]) == 1  # scored; exploded
@@ -269,3 +272,22 @@ def test_trial_and_sweep_pages_say_what_the_numbers_suggest(board: Board) -> Non
         r"probably too high there",
         sweep_page,
     ), sweep_page
+
+
+def test_every_scored_trials_curve_is_drawn_and_a_promoted_one_joins_its_parent(
+    board: Board,
+) -> None:
+    parent_id, child_id = board.trials[0], board.trials[1]
+    with board.db.writing() as session:
+        child = session.get_one(Trial, child_id)
+        child.parent_id, child.start_epoch = parent_id, 2.0
+    figures = board.client.get(f"/api/sweeps/{board.sweep_id}/figures").json()["figures"]
+    (stage0,) = figures["plot-curves"]["data"]
+    by_trial: dict[int, list[float]] = {}
+    for trial_id, epoch in zip(stage0["customdata"], stage0["x"], strict=True):
+        if trial_id is not None:
+            by_trial.setdefault(trial_id, []).append(epoch)
+    assert by_trial[parent_id] == [1.0, 2.0]
+    assert by_trial[child_id] == [2.0]  # from where it took over
+    assert len(by_trial) == len(ACCURACIES)  # every scored trial
+    assert figures["plot-importance"]["data"][0]["type"] == "bar"

@@ -142,3 +142,25 @@ def test_distribution_figures_hold_every_epoch_with_gaps_where_none_was_recorded
     heat = figures["plot-activations-layer1"]["data"][0]
     assert heat["z"][0] == [0.5, None, None] and heat["x"] == [1.0, 2.0, 3.0]
     assert figures["plot-gradients"]["data"][0]["y"] == [0.2, None, None]
+
+
+def test_importance_finds_the_hyperparameter_that_explains_the_accuracy() -> None:
+    from dashboard.glance import MIN_TRIALS_FOR_IMPORTANCE, importances
+
+    rng = np.random.default_rng(0)
+    space = {
+        "learning_rate": {"dist": "loguniform", "low": 1e-5, "high": 1e-1},
+        "dropout": {"dist": "uniform", "low": 0.0, "high": 0.5},
+        "update": {"dist": "choice", "values": ["sgd", "adam"]},
+    }
+    trials = [
+        {"learning_rate": 10 ** rng.uniform(-5, -1), "dropout": rng.uniform(0, 0.5),
+         "update": rng.choice(["sgd", "adam"])}
+        for _ in range(60)
+    ]  # fmt: skip
+    # Accuracy peaks at learning_rate 1e-3 (in log space); the rest is noise.
+    accuracy = [0.9 - 0.1 * (np.log10(t["learning_rate"]) + 3) ** 2 for t in trials]
+    ranked = importances(space, trials, accuracy)
+    assert [name for name, _ in ranked][0] == "learning_rate"
+    assert dict(ranked)["learning_rate"] > 0.8 and abs(sum(dict(ranked).values()) - 1) < 1e-9
+    assert importances(space, trials[: MIN_TRIALS_FOR_IMPORTANCE - 1], accuracy[:7]) == []
