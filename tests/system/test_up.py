@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +83,105 @@ def test_up_runs_trials_of_a_sweep_and_stops_everything(tmp_path: Path, signum: 
     assert f"dashboard: {dashboard}/" in text
     assert up.returncode == 0, text
     assert processes_with_marker(marker) == []
+
+
+SLOW_TRIALS = example_spec(
+    model={"hidden_sizes": [300, 300]},
+    fixed={"update": "sgd", "batch_size": 10},
+    space={"learning_rate": {"dist": "loguniform", "low": 1e-4, "high": 1e-3}},
+    stages=[{"trials": 2, "epochs": 1000}],
+)
+
+
+@contextmanager
+def up_in_its_own_group(
+    tmp_path: Path, marker: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`hpsearch up` with 2 workers, as a terminal runs it: the leader of its own process
+    group (which a Ctrl-C signals as a whole)."""
+    port = free_port()
+    env = {**os.environ, "HPSEARCH_UP_TEST": marker}
+    env.pop("DATABASE_URL", None)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "master.cli", "up", "--workers", "2", "--port", str(port),
+         "--dashboard-port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield up, f"http://127.0.0.1:{port}"
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+
+
+def running_trials(url: str, sweep_id: int) -> list[dict[str, Any]]:
+    _, trials = http("GET", f"{url}/api/sweeps/{sweep_id}/trials?status=running")
+    return list(trials["data"])
+
+
+def worker_pids(marker: str) -> set[int]:
+    return {
+        pid
+        for pid in processes_with_marker(marker)
+        if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    }
+
+
+def test_a_sigkilled_worker_is_logged_and_restarted_and_its_trial_goes_on(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    with up_in_its_own_group(tmp_path, marker) as (up, url):
+        wait_for(lambda: http_answers(url + "/api/health"), 60, "hpsearch up's master")
+        code, sweep = http("POST", url + "/api/sweeps", SLOW_TRIALS)
+        assert code == 201, sweep
+        wait_for(lambda: len(running_trials(url, sweep["id"])) == 2, 60, "both trials running")
+        before = worker_pids(marker)
+        assert len(before) == 2
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)  # as the kernel's OOM killer does
+        wait_for(lambda: len(worker_pids(marker) - before) == 1, 30, "a new worker process")
+
+        # The killed worker's trial was re-queued and runs again, on attempt 2.
+        def resumed() -> bool:
+            trials = running_trials(url, sweep["id"])
+            return len(trials) == 2 and max(t["attempts"] for t in trials) == 2
+
+        wait_for(resumed, 60, "the killed worker's trial running again")
+        assert up.poll() is None  # up did not stop with its worker
+        os.killpg(up.pid, signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+    text = output.decode(errors="replace")
+    assert re.search(
+        r"hpsearch up: worker-\d was killed by signal 9 \(SIGKILL\) after [\d.]+ s; restarting "
+        r"it in 1 s \(restart 1; its log: .*worker-\d\.log\)",
+        text,
+    ), text
+    assert re.search(r"hpsearch up: worker-\d started again", text), text
+    assert up.returncode == 0, text
+    assert processes_with_marker(marker) == []
+
+
+def test_ctrl_c_to_the_whole_process_group_stops_in_order(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    with up_in_its_own_group(tmp_path, marker) as (up, url):
+        wait_for(lambda: http_answers(url + "/api/health"), 60, "hpsearch up's master")
+        code, sweep = http("POST", url + "/api/sweeps", SLOW_TRIALS)
+        assert code == 201, sweep
+        wait_for(lambda: len(running_trials(url, sweep["id"])) == 2, 60, "both trials running")
+        started = time.monotonic()
+        os.killpg(up.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        output, _ = up.communicate(timeout=60)
+        stopped_in = time.monotonic() - started
+    text = output.decode(errors="replace")
+    assert up.returncode == 0, text
+    assert processes_with_marker(marker) == []
+    assert stopped_in < 20, stopped_in  # the README's bound for a quiet machine: 15 s
+    # The workers reported their interrupted trials and the master applied that before Redis
+    # went: both are back in the queue (enqueued again as attempt 2, in Redis's append-only
+    # file for the next start), none left `running` for the next start to find dead.
+    with sqlite3.connect(tmp_path / "data" / "hpsearch.db") as db:
+        rows = db.execute("SELECT status, attempts, reason FROM trials").fetchall()
+    assert [status for status, _, _ in rows] == ["queued", "queued"], rows
+    assert all(reason.endswith("re-queued") for _, _, reason in rows), rows
+    assert all(attempts <= 2 for _, attempts, _ in rows), rows
