@@ -80,6 +80,8 @@ class System:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ}
         env.pop("DATABASE_URL", None)
+        # The benchmarks write their generated datasets beside the data directory.
+        env.setdefault("HPSEARCH_DATASET_DIRS", str(data_dir.parent))
         if database_url:
             env["DATABASE_URL"] = database_url
         self.database_url = database_url or f"sqlite:///{data_dir / 'hpsearch.db'}"

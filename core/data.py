@@ -22,7 +22,9 @@ raises DatasetError naming the file and what is wrong.
 
 from __future__ import annotations
 
+import os
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,33 @@ def parse_dataset_spec(spec: str) -> tuple[str, str]:
     if (kind == "digits" and not location) or (kind in ("npz", "cifar10") and location):
         return kind, location
     raise DatasetError(f"dataset {spec!r}: unknown spec; use 'digits', 'npz:PATH' or 'cifar10:DIR'")
+
+
+def dataset_folders(setting: str, data_dir: Path) -> list[Path]:
+    """The folders HPSEARCH_DATASET_DIRS names (os.pathsep between them), else
+    <data_dir>/datasets: one rule for the master and the workers."""
+    named = [Path(part) for part in setting.split(os.pathsep) if part.strip()]
+    return named or [data_dir / "datasets"]
+
+
+def confine(spec: str, roots: Sequence[Path]) -> str:
+    """The spec with its file or folder resolved under one of the dataset folders `roots`
+    (a relative path from the first), or DatasetError. Symbolic links and `..` are resolved
+    first, and the answer for a path outside is the same whether or not it exists: a spec
+    must not tell anyone what else is on the machine."""
+    kind, location = parse_dataset_spec(spec)
+    if kind == "digits":
+        return spec
+    path = Path(location)
+    if roots:
+        resolved = (path if path.is_absolute() else roots[0] / path).resolve()
+        for root in roots:
+            if resolved.is_relative_to(root.resolve()):
+                return f"{kind}:{resolved}"
+    raise DatasetError(
+        f"dataset {spec!r}: not in a dataset folder; datasets are read only from the folders "
+        f"HPSEARCH_DATASET_DIRS names (a relative path: from the first of them)"
+    )
 
 
 def load_dataset(

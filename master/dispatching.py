@@ -43,9 +43,16 @@ class Dispatcher:
         """After trials of these sweeps ended: start each next stage that is due, and queue
         its trials."""
         advanced = False
+        failed = []
         for sweep_id in sweep_ids:
             with self.db.writing() as session:
-                advanced |= advance_if_stage_done(session, sweep_id)
+                changed = advance_if_stage_done(session, sweep_id)
+                sweep = session.get(Sweep, sweep_id) if changed else None
+                if sweep is not None and sweep.status == SweepStatus.FAILED:
+                    failed.append(sweep_id)
+                advanced |= changed
+        for sweep_id in failed:  # its running trials stop, its queued ones never start
+            self.queue.request_stop(sweep_id=sweep_id)
         if advanced:
             self.enqueue_pending()
 

@@ -39,6 +39,7 @@ class SweepStatus(StrEnum):
     RUNNING = "running"
     FINISHED = "finished"
     CANCELLED = "cancelled"
+    FAILED = "failed"  # its first trials all failed alike (a bad dataset or setting): `reason`
 
 
 class StageStatus(StrEnum):
@@ -103,6 +104,7 @@ class Sweep(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)  # why it failed
 
     stages: Mapped[list[Stage]] = relationship(
         back_populates="sweep", order_by="Stage.index", cascade="all, delete-orphan"

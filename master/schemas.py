@@ -51,6 +51,7 @@ class SweepPublic(BaseModel):
     dataset: str
     created_at: datetime
     finished_at: datetime | None
+    reason: str | None = Field(default=None, description="why a failed sweep failed")
     total_trials: int = Field(description="trials over all stages, as planned")
     done_trials: int = Field(description="trials that reached a final status")
     progress: float = Field(description="done_trials / total_trials")

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.data import dataset_folders
 from core.messages import LEASE_SECONDS
 
 DEFAULT_DATA_DIR = Path("hpsearch-data")
@@ -32,6 +33,8 @@ class Settings(BaseSettings):
     # Empty means <data_dir>/checkpoints.
     checkpoint_dir_setting: str = Field(default="", validation_alias=_env("CHECKPOINT_DIR"))
     api_token: str = Field(default="", validation_alias=_env("HPSEARCH_API_TOKEN"))
+    # Folders datasets may be read from, separated by ":"; empty means <data_dir>/datasets.
+    dataset_dirs_setting: str = Field(default="", validation_alias=_env("HPSEARCH_DATASET_DIRS"))
     queue: str = Field(default="hpsearch", validation_alias=_env("HPSEARCH_QUEUE"))
     max_trials: int = Field(default=10_000, ge=1, validation_alias=_env("HPSEARCH_MAX_TRIALS"))
     max_body_bytes: int = Field(
@@ -72,6 +75,10 @@ class Settings(BaseSettings):
         if self.checkpoint_dir_setting:
             return Path(self.checkpoint_dir_setting)
         return self.data_dir / "checkpoints"
+
+    @property
+    def dataset_dirs(self) -> list[Path]:
+        return dataset_folders(self.dataset_dirs_setting, self.data_dir)
 
     @cached_property
     def database(self) -> str:

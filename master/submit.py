@@ -109,7 +109,8 @@ def watch(url: str, sweep_id: int) -> dict[str, Any]:
                     print(f"stage {stage['index']}: {warning}")
             for warning in sweep.get("final_warnings", []):
                 print(f"final: {warning}")
-            print(f"sweep {sweep_id} {sweep['status']}")
+            reason = f": {sweep['reason']}" if sweep.get("reason") else ""
+            print(f"sweep {sweep_id} {sweep['status']}{reason}")
             return sweep
         time.sleep(POLL_SECONDS)
 

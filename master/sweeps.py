@@ -184,6 +184,10 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
     stage = next((s for s in sweep.stages if s.status == StageStatus.RUNNING), None)
     if stage is None:
         return False
+    reason = failing_alike(session, sweep)
+    if reason is not None:
+        end_sweep(session, sweep.id, SweepStatus.FAILED, reason)
+        return True
     promoted_early = promote_early(session, sweep, stage.index)
     open_trials = session.scalar(
         select(func.count())
@@ -248,9 +252,39 @@ def promotion(trials: Sequence[Trial], count: int) -> list[Trial]:
     return finished[:count]
 
 
-def cancel_sweep(session: Session, sweep_id: int) -> tuple[Sweep, list[Trial]]:
-    """Mark the sweep cancelled and its queued trials stopped; return the trials that were
-    queued or running (the caller stops them in Redis)."""
+# Errors that every trial of a sweep would meet: the same one from the first trials means
+# the sweep cannot work (a dataset that does not load, a setting core refuses).
+SWEEP_ERRORS = ("DatasetError:", "ConfigError:")
+FAIL_FAST_TRIALS = 3  # ... once this many trials (or the whole first stage) failed alike
+
+
+def failing_alike(session: Session, sweep: Sweep) -> str | None:
+    """The reason, when every trial of the sweep that has ended so far failed with the same
+    dataset or configuration error, and enough of them did to be sure."""
+    outcomes = session.execute(
+        select(Trial.status, Trial.reason, func.count())
+        .where(Trial.sweep_id == sweep.id, Trial.status.in_(FINAL_STATUSES))
+        .group_by(Trial.status, Trial.reason)
+        .limit(2)  # two kinds of outcome already rule it out
+    ).all()
+    if len(outcomes) != 1:
+        return None
+    status, reason, count = outcomes[0]
+    needed = min(FAIL_FAST_TRIALS, sweep.stages[0].trials)
+    if (
+        status != TrialStatus.FAILED
+        or count < needed
+        or not (reason or "").startswith(SWEEP_ERRORS)
+    ):
+        return None
+    return f"its first {count} trials failed alike: {reason}"
+
+
+def end_sweep(
+    session: Session, sweep_id: int, status: SweepStatus, reason: str | None = None
+) -> tuple[Sweep, list[Trial]]:
+    """End the sweep (cancelled, or failed with `reason`) and stop its queued trials; return
+    the trials that were queued or running (the caller stops them in Redis)."""
     sweep = get_sweep(session, sweep_id, with_for_update=True)
     open_trials = list(
         session.scalars(
@@ -261,7 +295,8 @@ def cancel_sweep(session: Session, sweep_id: int) -> tuple[Sweep, list[Trial]]:
         )
     )
     if sweep.status == SweepStatus.RUNNING:
-        sweep.status = SweepStatus.CANCELLED
+        sweep.status = status
+        sweep.reason = reason
         sweep.finished_at = utcnow()
         for stage in sweep.stages:
             if stage.status == StageStatus.RUNNING:
@@ -271,9 +306,19 @@ def cancel_sweep(session: Session, sweep_id: int) -> tuple[Sweep, list[Trial]]:
     session.execute(
         update(Trial)
         .where(Trial.sweep_id == sweep_id, Trial.status == TrialStatus.QUEUED)
-        .values(status=TrialStatus.STOPPED, reason="sweep cancelled", finished_at=utcnow())
+        .values(
+            status=TrialStatus.STOPPED,
+            reason="sweep cancelled" if reason is None else "sweep failed",
+            finished_at=utcnow(),
+        )
     )
     return sweep, open_trials
+
+
+def cancel_sweep(session: Session, sweep_id: int) -> tuple[Sweep, list[Trial]]:
+    """Mark the sweep cancelled and its queued trials stopped; return the trials that were
+    queued or running (the caller stops them in Redis)."""
+    return end_sweep(session, sweep_id, SweepStatus.CANCELLED)
 
 
 def stage_counts(session: Session, sweep_id: int) -> dict[int, Counter[str]]:

@@ -71,6 +71,7 @@ def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
         dataset=sweep.spec.get("dataset", ""),
         created_at=sweep.created_at,
         finished_at=sweep.finished_at,
+        reason=sweep.reason,
         total_trials=planned,
         done_trials=done,
         progress=min(1.0, done / to_do) if to_do else 1.0,

@@ -21,6 +21,7 @@ from redis import Redis
 from rq import get_current_job
 
 from core.checkpoint import load_checkpoint
+from core.data import confine
 from core.messages import (
     EnsembleJob,
     EnsemblePoint,
@@ -58,7 +59,8 @@ def evaluate(job: EnsembleJob, settings: WorkerSettings, stopped: Any) -> Ensemb
             return EnsembleResult("stopped", members, curve, has_test)
         checkpoint = load_checkpoint(settings.checkpoint_dir / relative)
         model, state = checkpoint.model, checkpoint.state
-        data = DATASETS.get(job.dataset, str(model.dtype), state.config.preprocessing)
+        dataset = confine(job.dataset, settings.dataset_dirs)
+        data = DATASETS.get(dataset, str(model.dtype), state.config.preprocessing)
         if data.input_dim != model.input_dim:
             raise ValueError(
                 f"{relative}: its model takes {model.input_dim} inputs, but {job.dataset} "

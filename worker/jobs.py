@@ -32,7 +32,7 @@ from core.checkpoint import (
     save_checkpoint,
 )
 from core.config import TrainConfig
-from core.data import Dataset
+from core.data import Dataset, confine
 from core.distributions import epoch_distributions
 from core.messages import (
     CheckpointFiles,
@@ -61,10 +61,7 @@ def run_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     redis = rq_job.connection if rq_job is not None else Redis.from_url(settings.redis_url)
     rq_id = rq_job.id if rq_job is not None else None
     worker_name = (rq_job.worker_name if rq_job is not None else None) or socket.gethostname()
-    return [
-        _run_one(TrialJob.from_dict(t), redis, settings.checkpoint_dir, rq_id, worker_name)
-        for t in trials
-    ]
+    return [_run_one(TrialJob.from_dict(t), redis, settings, rq_id, worker_name) for t in trials]
 
 
 def run_trial(job: dict[str, Any]) -> dict[str, Any]:
@@ -73,14 +70,14 @@ def run_trial(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_one(
-    trial: TrialJob, redis: Redis, checkpoint_dir: Path, rq_id: str | None, worker: str
+    trial: TrialJob, redis: Redis, settings: WorkerSettings, rq_id: str | None, worker: str
 ) -> dict[str, Any]:
     reporter = Reporter(redis, trial.trial_id, trial.attempt)
     stop = StopFlag(trial, rq_id, reporter)
     if stop():
         return stop.outcome("before it started")
     try:
-        return _train_trial(trial, checkpoint_dir, reporter, stop, worker)
+        return _train_trial(trial, settings, reporter, stop, worker)
     except SystemExit:  # RQ's cold stop: the trial was not at fault, let the master re-queue it
         return reporter.end(Ended(EndStatus.INTERRUPTED, reason="the worker was stopped"))
     except Exception as exc:  # a trial's failure is an outcome to record, not a worker crash
@@ -89,8 +86,9 @@ def _run_one(
 
 
 def _train_trial(
-    trial: TrialJob, checkpoint_dir: Path, reporter: Reporter, stop: StopFlag, worker: str
+    trial: TrialJob, settings: WorkerSettings, reporter: Reporter, stop: StopFlag, worker: str
 ) -> dict[str, Any]:
+    checkpoint_dir = settings.checkpoint_dir
     config = TrainConfig.from_dict(
         {
             **trial.hyperparameters,
@@ -99,7 +97,9 @@ def _train_trial(
             "explode_factor": trial.explode_factor,
         }
     )
-    data = DATASETS.get(trial.dataset, config.dtype, config.preprocessing)
+    # Workers enforce the dataset folders too: a job is not trusted to name a safe path.
+    dataset = confine(trial.dataset, settings.dataset_dirs)
+    data = DATASETS.get(dataset, config.dtype, config.preprocessing)
     directory = checkpoint_dir / trial.checkpoint_subdir
     # A first attempt has no files yet: only a re-run lists the directory for them.
     existing = trial_checkpoints(directory, trial.trial_id) if trial.attempt > 1 else []

@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
-from core.data import parse_dataset_spec
+from core.data import DatasetError, confine, parse_dataset_spec
 from master.models import MAX_ID, Sweep, SweepStatus, Trial, TrialStatus, ranking
 from master.reindex import write_sweep_record
 from master.schemas import Message, SweepPublic, SweepsPublic, TrialsPublic
@@ -48,7 +48,7 @@ def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep
     if spec.budget is not None and spec.budget.parallel is None:
         spec = spec.with_parallel(_registered_workers(services))
     check_trial_budget(spec, services.settings.max_trials)  # FastAPI validated the rest
-    _check_dataset_reachable(spec.dataset)
+    _check_dataset(spec.dataset, services.settings.dataset_dirs)
     with services.db.writing() as session:
         sweep = create_sweep(session, spec)
         sweep_id, stored = sweep.id, sweep.spec
@@ -136,8 +136,13 @@ def read_sweep_trials(
         return TrialsPublic(data=[trial_public(t) for t in trials], count=count)
 
 
-def _check_dataset_reachable(dataset: str) -> None:
-    """A file dataset must exist where the master sees the shared volume."""
-    kind, location = parse_dataset_spec(dataset)
+def _check_dataset(dataset: str, folders: list[Path]) -> None:
+    """A file dataset must lie in a dataset folder (whatever is outside gets one answer,
+    whether or not it exists) and exist there, as the master sees the shared volume."""
+    try:
+        resolved = confine(dataset, folders)
+    except DatasetError as exc:
+        raise SpecError([f"dataset: {exc}"]) from None
+    kind, location = parse_dataset_spec(resolved)
     if kind != "digits" and not Path(location).exists():
-        raise SpecError([f"dataset: {location} does not exist (workers could not load it)"])
+        raise SpecError([f"dataset: {dataset!r}: no such file or folder in the dataset folders"])

@@ -208,3 +208,28 @@ def test_a_promoted_trial_that_trained_from_scratch_keeps_saying_so(db: Database
         trial = session.get_one(Trial, child.id)
         assert trial.status == "finished" and trial.epochs_trained == 6.0
         assert trial.reason is not None and "could not go on" in trial.reason
+
+
+def test_a_sweep_fails_only_when_its_first_trials_all_fail_alike(db: Database) -> None:
+    from master.sweeps import failing_alike
+
+    spec = SweepSpec.model_validate(example_spec(stages=[{"trials": 4, "epochs": 1}]))
+    with db.writing() as session:
+        sweep = create_sweep(session, spec)
+        session.flush()
+        trials = stage_trials(session, sweep.id, 0)
+        same = "DatasetError: data.npz: not a readable .npz of plain arrays (bad)"
+        for trial in trials[:2]:
+            trial.status, trial.reason = TrialStatus.FAILED, same
+        assert failing_alike(session, sweep) is None  # two are not enough to be sure
+        trials[2].status, trials[2].reason = TrialStatus.FAILED, same
+        assert failing_alike(session, sweep) == f"its first 3 trials failed alike: {same}"
+        trials[2].reason = "DatasetError: another message"
+        assert failing_alike(session, sweep) is None  # not alike
+        trials[2].reason = same
+        trials[3].status = TrialStatus.FINISHED
+        assert failing_alike(session, sweep) is None  # one worked
+        trials[3].status, trials[3].reason = TrialStatus.FAILED, "ValueError: a bug"
+        for trial in trials:
+            trial.reason = "ValueError: a bug"
+        assert failing_alike(session, sweep) is None  # not an error of the sweep's inputs

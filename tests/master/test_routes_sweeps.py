@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
@@ -230,3 +232,33 @@ def test_a_budget_is_laid_out_for_the_workers_registered_unless_it_says(
     assert body["spec"]["budget"]["parallel"] == 2 and body["stages"][-1]["trials"] == 4
     for worker in registered:
         worker.register_death()
+
+
+def test_datasets_are_read_only_from_the_dataset_folders(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    np.savez(folder / "mine.npz", X_train=np.ones((4, 2)), y_train=[0, 1, 0, 1],
+             X_val=np.ones((2, 2)), y_val=[0, 1])  # fmt: skip
+    (folder / "escape.npz").symlink_to("/etc/hostname")
+    api = make_api(dataset_dirs_setting=str(folder))
+
+    def submit(dataset: str) -> tuple[int, Any]:
+        response = api.post("/api/sweeps", json=example_spec(dataset=dataset))
+        return response.status_code, response.json()
+
+    refused = {}
+    for dataset in ["npz:/etc/hostname", "npz:/etc/no-such-file", "npz:../../../etc/hostname",
+                    "npz:/proc/self/environ", "npz:escape.npz", "cifar10:/etc"]:  # fmt: skip
+        code, body = submit(dataset)
+        assert code == 422, (dataset, body)
+        refused[dataset] = body["detail"].replace(dataset, "SPEC")
+    # One answer, whether or not the path exists: nothing about the machine leaks.
+    assert len(set(refused.values())) == 1, refused
+    assert "not in a dataset folder" in next(iter(refused.values()))
+    # A relative path is one in the (first) dataset folder; an absolute one there works too.
+    assert submit("npz:mine.npz")[0] == 201
+    assert submit(f"npz:{folder / 'mine.npz'}")[0] == 201
+    code, body = submit("npz:absent.npz")
+    assert code == 422 and "no such file or folder in the dataset folders" in body["detail"]

@@ -36,12 +36,15 @@ class System:
         self.database_url = database_url
         self.redis_server = redis_server
         self.checkpoints = root / "checkpoints"
+        self.datasets = root / "datasets"  # the one dataset folder (HPSEARCH_DATASET_DIRS)
+        self.datasets.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             "REDIS_URL": redis_server.url,
             "DATABASE_URL": database_url,
             "CHECKPOINT_DIR": str(self.checkpoints),
+            "HPSEARCH_DATASET_DIRS": str(self.datasets),
             "HPSEARCH_DATA_DIR": str(root),
             "HPSEARCH_RECONCILE_SECONDS": "0.5",
         }

@@ -44,7 +44,12 @@ def test_the_compose_file_has_every_part() -> None:
     for name in ("redis", "postgres", "master", "dashboard"):
         assert SERVICES[name]["healthcheck"]["test"], name
     worker_env = SERVICES["worker"]["environment"]
-    assert set(worker_env) == {"REDIS_URL", "CHECKPOINT_DIR"}  # no database credentials
+    # No database credentials; the datasets from the volume only.
+    assert set(worker_env) == {"REDIS_URL", "CHECKPOINT_DIR", "HPSEARCH_DATASET_DIRS"}
+    assert worker_env["HPSEARCH_DATASET_DIRS"] == "/datasets"
+    assert "datasets:/datasets" in SERVICES["master"]["volumes"]
+    assert "datasets:/datasets:ro" in SERVICES["worker"]["volumes"]
+    assert "datasets" in COMPOSE["volumes"]
     assert SERVICES["worker"]["deploy"]["replicas"] >= 2
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "pip install" in dockerfile and "USER hpsearch" in dockerfile
@@ -111,7 +116,11 @@ def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
     database = test_database or f"sqlite:///{tmp_path / 'hpsearch.db'}"
     redis_port, master_port, dashboard_port = free_port(), free_port(), free_port()
     hosts = {"redis:6379": f"127.0.0.1:{redis_port}", "postgres:5432": "127.0.0.1:5432"}
-    volumes = {"/checkpoints": tmp_path / "checkpoints", "/data": tmp_path / "redis"}
+    volumes = {
+        "/checkpoints": tmp_path / "checkpoints",
+        "/data": tmp_path / "redis",
+        "/datasets": tmp_path / "datasets",
+    }
     (tmp_path / "redis").mkdir()
     processes = Processes(tmp_path / "logs", {})
     try:

@@ -200,7 +200,7 @@ def test_the_test_split_changes_nothing_a_sweep_selects(system: System, tmp_path
         "X_train": digits.X_train, "y_train": digits.y_train,
         "X_val": digits.X_val, "y_val": digits.y_val,
     }  # fmt: skip
-    honest, scrambled = tmp_path / "honest.npz", tmp_path / "scrambled.npz"
+    honest, scrambled = system.datasets / "honest.npz", system.datasets / "scrambled.npz"
     np.savez(honest, **arrays, X_test=digits.X_test, y_test=digits.y_test)
     wrong = (digits.y_test + 1 + np.arange(len(digits.y_test)) % 9) % 10  # every label wrong
     np.savez(scrambled, **arrays, X_test=digits.X_test, y_test=wrong)

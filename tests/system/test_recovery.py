@@ -226,7 +226,8 @@ def test_a_full_disk_fails_the_trial_with_the_reason_and_the_worker_goes_on(
 
 
 def test_a_soak_of_2000_trials_accounts_for_every_one(tmp_path: Path) -> None:
-    dataset = tmp_path / "tiny.npz"
+    dataset = tmp_path / "datasets" / "tiny.npz"  # running_system's dataset folder
+    dataset.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [sys.executable, "-c", f"from benchmarks.dispatch import tiny_dataset; "
          f"tiny_dataset(__import__('pathlib').Path({str(dataset)!r}))"],

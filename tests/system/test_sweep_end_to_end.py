@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,22 +88,34 @@ def test_best_on_the_border_widens_the_next_stage(system: System) -> None:
     assert stage["space"]["learning_rate"]["high"] > 0.1
 
 
-def test_a_trial_that_raises_fails_with_its_message_and_the_sweep_goes_on(
+def test_a_dataset_every_trial_fails_on_fails_the_sweep_with_the_reason(
     system: System, tmp_path: Path
 ) -> None:
-    broken = tmp_path / "broken.npz"
+    broken = system.datasets / "broken.npz"
     broken.write_bytes(b"this is not an npz archive")
     spec = example_spec(
         name="broken-data",
         dataset=f"npz:{broken}",
         stages=[{"trials": 3, "epochs": 1}, {"trials": 2, "epochs": 1}],
     )
-    sweep = system.wait_until_done(system.submit(spec), timeout=120)
-    assert sweep["status"] == "finished"
-    trials = system.trials(sweep["id"])
-    assert len(trials) == 5 and {t["status"] for t in trials} == {"failed"}
-    assert all("broken.npz" in t["reason"] for t in trials)
-    assert "no trial of stage 0 finished" in sweep["stages"][1]["warnings"][0]
+    spec_file = tmp_path / "broken.json"
+    spec_file.write_text(json.dumps(spec))
+    # As a user sees it: --watch ends with the reason and exits non-zero.
+    watched = subprocess.run(
+        [sys.executable, "-m", "master.cli", "submit", str(spec_file), "--url", system.url,
+         "--watch"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert watched.returncode == 1, watched.stdout + watched.stderr
+    sweep_id = int(re.search(r"^sweep (\d+) ", watched.stdout, re.M)[1])  # type: ignore[index]
+    sweep = system.get(f"/api/sweeps/{sweep_id}")
+    assert sweep["status"] == "failed"
+    assert sweep["reason"].startswith("its first 3 trials failed alike: DatasetError: ")
+    assert "broken.npz" in sweep["reason"]
+    assert f"sweep {sweep_id} failed: {sweep['reason']}" in watched.stdout
+    trials = system.trials(sweep_id)
+    assert len(trials) == 3 and {t["status"] for t in trials} == {"failed"}  # no stage 1
+    assert sweep["stages"][1]["status"] == "pending"
 
 
 def long_spec(name: str, trials: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from core.messages import EVENT_STREAM, EventKind, TrialEvent, TrialJob, stop_ke
 from worker import jobs, lifecycle
 from worker.attempt import Reporter, StopFlag
 from worker.jobs import run_trial
+from worker.settings import WorkerSettings
 
 
 @pytest.fixture
@@ -23,6 +24,7 @@ def worker_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     checkpoints = tmp_path / "checkpoints"
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("CHECKPOINT_DIR", str(checkpoints))
+    monkeypatch.setenv("HPSEARCH_DATASET_DIRS", str(tmp_path))  # the tests' own files
     return checkpoints
 
 
@@ -96,6 +98,20 @@ def test_a_failing_trial_reports_the_message(
     assert outcome["status"] == "failed"
     assert "broken.npz" in outcome["reason"]
     assert events(redis)[-1].data["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "where", ["/etc/passwd", "../../etc/hostname", "/proc/self/environ", "/no/such/file.npz"]
+)
+def test_a_worker_refuses_a_dataset_outside_its_folders_whatever_is_there(
+    redis: Redis, worker_env: Path, where: str
+) -> None:
+    outcome = run_trial(trial_job(dataset=f"npz:{where}"))
+    assert outcome["status"] == "failed"
+    assert outcome["reason"] == (
+        f"DatasetError: dataset 'npz:{where}': not in a dataset folder; datasets are read only "
+        f"from the folders HPSEARCH_DATASET_DIRS names (a relative path: from the first of them)"
+    )
 
 
 def test_a_stop_flag_ends_the_trial(redis: Redis, worker_env: Path) -> None:
@@ -278,7 +294,7 @@ def test_an_attempt_cut_off_from_its_lease_writes_nothing_once_given_up(
     later.start()
     try:
         trial = TrialJob.from_dict(trial_job())
-        outcome = jobs._run_one(trial, redis, worker_env, rq_id, "w")
+        outcome = jobs._run_one(trial, redis, WorkerSettings(), rq_id, "w")
     finally:
         later.cancel()
         lifecycle.SUPERSEDED.discard(rq_id)
@@ -292,7 +308,9 @@ def test_an_attempt_with_a_fresh_lease_writes_as_usual(redis: Redis, worker_env:
     rq_id = "trials-42-1"
     lifecycle.LEASE_RENEWED[rq_id] = time.monotonic()
     try:
-        outcome = jobs._run_one(TrialJob.from_dict(trial_job()), redis, worker_env, rq_id, "w")
+        outcome = jobs._run_one(
+            TrialJob.from_dict(trial_job()), redis, WorkerSettings(), rq_id, "w"
+        )
     finally:
         lifecycle.LEASE_RENEWED.pop(rq_id, None)
     assert outcome["status"] == "finished"
