@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from master.docs import install_docs
 from master.errors import BodySizeLimit, install_error_handlers
 from master.routes import ensembles, health, leaderboard, sweeps, trials, workers
 from master.services import Services
@@ -49,7 +50,10 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = True) 
         summary="Coarse-to-fine random hyperparameter search: sweeps, trials, workers.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # master.docs serves them without a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     for module in (sweeps, trials, ensembles, leaderboard, workers, health):
         app.include_router(module.router)

@@ -250,3 +250,34 @@ def test_the_server_refuses_raw_paths_that_climb_out(site: Site) -> None:
                 answer += chunk
         assert answer.split(b" ")[1] in (b"400", b"404"), path
         assert b"create_app" not in answer and b"root:" not in answer
+
+
+def test_the_api_docs_render_with_the_network_off(browser: Any, site: Site) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    outside: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def only_this_machine(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "data:", "blob:")):
+            route.continue_()
+        else:  # what a CDN would have served
+            outside.append(url)
+            route.abort()
+
+    page.route("**/*", only_this_machine)
+    page.goto(f"{site.system.url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+    assert "hpsearch master" in page.locator(".swagger-ui .info .title").inner_text()
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/api/sweeps" in paths and "/api/sweeps/{sweep_id}/ensembles" in paths
+    assert outside == [] and errors == []  # Swagger UI: nothing from elsewhere
+    page.goto(f"{site.system.url}/redoc")
+    page.wait_for_selector("h1", timeout=20_000)
+    assert "hpsearch master" in page.locator("h1").first.inner_text()
+    # ReDoc's only outside request is its "API docs by Redocly" logo: offline it is missing.
+    assert all(url.startswith("https://cdn.redoc.ly/") for url in outside), outside
+    assert errors == []
+    page.close()
