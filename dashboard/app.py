@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dashboard import data, pages
+from dashboard.auth import install_auth
 from dashboard.formatting import install_filters
 from dashboard.pages import BadAddress
 from dashboard.state import Dashboard
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(data.router)
     app.include_router(pages.router)
     _install_error_pages(app, templates)
+    install_auth(app, settings.api_token, templates)
     app.add_middleware(ServerTiming)
     return app
 

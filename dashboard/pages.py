@@ -24,6 +24,7 @@ from master.diagnoses import trial_findings
 from master.evaluating import best_checkpoint as best_epoch_file
 from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, Trial, TrialStatus
 from master.schemas import WorkerPublic
+from master.settings import redact_url
 from master.sweeps import get_sweep, get_trial
 from master.views import ensemble_public, live_workers, running_trials, sweep_public
 
@@ -193,7 +194,7 @@ def read_workers(request: Request, dashboard: DashboardDep, part: Part = None) -
         try:
             workers = live_workers(dashboard.redis, session)
         except RedisError as exc:
-            error = f"Redis ({dashboard.settings.redis_url}) is unreachable: {exc}"
+            error = f"Redis ({redact_url(dashboard.settings.redis_url)}) is unreachable: {exc}"
             running = running_trials(session)
     return _render(
         dashboard, request, "workers", part, True, workers=workers, error=error, running=running

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from master.docs import install_docs
 from master.errors import BodySizeLimit, install_error_handlers
 from master.routes import ensembles, health, leaderboard, sweeps, trials, workers
-from master.services import Services
+from master.services import Services, TokenDep
 from master.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,10 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = True) 
     )
     install_docs(app)
     install_error_handlers(app)
-    for module in (sweeps, trials, ensembles, leaderboard, workers, health):
-        app.include_router(module.router)
+    # With HPSEARCH_API_TOKEN set, every call needs it; health stays open for probes (it
+    # names no path), and so do the docs (they describe the API, not its data).
+    for module in (sweeps, trials, ensembles, leaderboard, workers):
+        app.include_router(module.router, dependencies=[TokenDep])
+    app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

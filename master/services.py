@@ -57,7 +57,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def require_token(request: Request, services: ServicesDep) -> None:
-    """With HPSEARCH_API_TOKEN set, a mutating call needs `Authorization: Bearer <token>`."""
+    """With HPSEARCH_API_TOKEN set, every call but health needs `Authorization: Bearer
+    <token>`."""
     token = services.settings.api_token
     if not token:
         return

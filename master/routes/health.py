@@ -78,8 +78,9 @@ def _ping(services: Services) -> str:
 
 
 def _writable(directory: os.PathLike[str]) -> str:
+    # Health is open to probes: it says what is wrong, never where on the machine.
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{directory} does not exist")
+        raise FileNotFoundError("CHECKPOINT_DIR does not exist")
     if not os.access(directory, os.W_OK):
-        raise PermissionError(f"{directory} is not writable")
-    return f"{directory} is writable"
+        raise PermissionError("CHECKPOINT_DIR is not writable")
+    return "CHECKPOINT_DIR is writable"

@@ -135,7 +135,7 @@ def test_bodies_over_the_limit_get_413_as_json(make_api: ApiFactory) -> None:
     assert response.status_code == 413
 
 
-def test_a_token_guards_every_post(make_api: ApiFactory) -> None:
+def test_a_token_guards_every_call_but_health(make_api: ApiFactory, tmp_path: Path) -> None:
     api = make_api(api_token="s3cret")
     assert api.post("/api/sweeps", json=small_spec()).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
@@ -145,8 +145,23 @@ def test_a_token_guards_every_post(make_api: ApiFactory) -> None:
     assert created.status_code == 201
     sweep_id = created.json()["id"]
     assert api.post(f"/api/sweeps/{sweep_id}/cancel").status_code == 401
-    assert api.get(f"/api/sweeps/{sweep_id}").status_code == 200  # reads need no token
+    trial_id = api.get(f"/api/sweeps/{sweep_id}/trials", headers=good).json()["data"][0]["id"]
+    reads = [
+        "/api/sweeps", f"/api/sweeps/{sweep_id}", f"/api/sweeps/{sweep_id}/trials",
+        f"/api/trials/{trial_id}", "/api/leaderboard", "/api/workers",
+        f"/api/sweeps/{sweep_id}/ensembles", "/api/ensembles/1",
+    ]  # fmt: skip
+    for path in reads:
+        refused = api.get(path)
+        assert refused.status_code == 401, path
+        assert "Bearer" in refused.json()["detail"] and "s3cret" not in refused.text
+        assert api.get(path, headers=good).status_code in (200, 404), path
     assert api.post(f"/api/sweeps/{sweep_id}/cancel", headers=good).status_code == 200
+    # Health stays open for probes, and names no path of the machine.
+    health = api.get("/api/health")
+    assert health.status_code in (200, 503)
+    assert str(tmp_path) not in health.text and "CHECKPOINT_DIR is writable" in health.text
+    assert api.get("/openapi.json").status_code == 200
 
 
 def test_unknown_sweep_is_404_as_json(api: TestClient) -> None:
