@@ -41,8 +41,9 @@ from core.checkpoint import save_checkpoint  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.data import load_dataset  # noqa: E402
 from core.trainer import build_model, train  # noqa: E402
-from master.db import Database  # noqa: E402
-from master.models import Base, Sweep, Trial  # noqa: E402
+from master.db import Database
+from master.migrate import drop_everything  # noqa: E402
+from master.models import Sweep, Trial  # noqa: E402
 from master.up import free_port, http_answers  # noqa: E402
 
 LEARNING_RATE = {"dist": "loguniform", "low": 1e-3, "high": 1e-2}
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         for workers in args.workers:
             if args.database_url:  # a clean database for each run
                 emptied = Database(args.database_url)
-                Base.metadata.drop_all(emptied.engine)
+                drop_everything(emptied.engine)
                 emptied.dispose()
             system = System(workers, root / f"up-{workers}", args.database_url)
             try:

@@ -31,8 +31,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from benchmarks.blas import describe_blas  # noqa: E402
 from core.checkpoint import checkpoint_name  # noqa: E402
 from dashboard.app import create_app  # noqa: E402
-from master.db import Database  # noqa: E402
-from master.models import Base, Stage, Sweep, Trial, TrialEpoch  # noqa: E402
+from master.db import Database
+from master.migrate import drop_everything  # noqa: E402
+from master.models import Stage, Sweep, Trial, TrialEpoch  # noqa: E402
 from master.settings import Settings  # noqa: E402
 
 SPACE = {
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'hpsearch.db'}"
         db = Database(url)
-        Base.metadata.drop_all(db.engine)
+        drop_everything(db.engine)
         db.create_tables()
         print(f"filling {db.engine.url.get_backend_name()} with {args.trials} trials...",
               file=sys.stderr)  # fmt: skip

@@ -57,6 +57,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("--watch", action="store_true", help="follow the sweep until it ends")
     submit.set_defaults(run=run_submit)
 
+    db = subparsers.add_parser(
+        "db",
+        help="bring the database's schema to this version (the master also does it on start)",
+        description="Run the schema migrations the database lacks (Alembic): an empty database "
+        "gets every revision, one made before migrations keeps its rows and is stamped.",
+    )
+    db.add_argument("action", choices=("upgrade", "revision"), help="upgrade, or show the revision")
+    db.add_argument(
+        "--database-url", default=None, help="default: DATABASE_URL, else SQLite in the data dir"
+    )
+    db.set_defaults(run=run_db)
+
     reindex = subparsers.add_parser(
         "reindex",
         help="rebuild a lost database from the checkpoint volume",
@@ -96,6 +108,22 @@ def run_up(args: argparse.Namespace) -> int:
     from master.up import run_up as up
 
     return up(args)
+
+
+def run_db(args: argparse.Namespace) -> int:
+    from master.db import Database
+    from master.migrate import current_revision, head_revision, upgrade
+    from master.settings import Settings
+
+    db = Database(args.database_url or Settings().database)
+    try:
+        if args.action == "upgrade":
+            print(f"database schema: {upgrade(db.engine)}")
+        else:
+            print(f"revision {current_revision(db.engine) or 'none'} (newest: {head_revision()})")
+    finally:
+        db.dispose()
+    return 0
 
 
 def run_reindex(args: argparse.Namespace) -> int:

@@ -16,12 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-
-from master.models import Base
 
 log = logging.getLogger(__name__)
 BUSY_TIMEOUT_SECONDS = 30
@@ -41,16 +39,12 @@ class Database:
         self._write = sessionmaker(writer, expire_on_commit=False)
 
     def create_tables(self) -> None:
-        """Create missing tables, and missing columns and indexes of existing ones
-        (create_all skips those: a database made by an older version gets what was added
-        since). Until schema migrations exist, a new column must be nullable or have a
-        server default."""
+        """Bring the schema to the newest migration (master.migrate): create it in an empty
+        database, upgrade an older one, keeping its rows."""
+        from master.migrate import upgrade  # Alembic is the master's, not the workers'
+
         with _unavailable_as_error():
-            Base.metadata.create_all(self.engine)
-            _add_missing_columns(self.engine)
-            for table in Base.metadata.sorted_tables:
-                for index in table.indexes:
-                    index.create(self.engine, checkfirst=True)
+            log.info("database schema: %s", upgrade(self.engine))
 
     def wait_and_create_tables(self, stopping: threading.Event, max_backoff: float = 5.0) -> bool:
         """Create the tables, waiting with back-off while the database cannot be reached (a
@@ -84,29 +78,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    inspector = inspect(engine)
-    for table in Base.metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            kind = column.type.compile(dialect=engine.dialect)
-            default = column.server_default
-            clause = f" DEFAULT {default.arg.text}" if default is not None else ""  # type: ignore[attr-defined]
-            log.warning(
-                "adding column %s.%s to a database made by an older version",
-                table.name,
-                column.name,
-            )
-            with engine.begin() as connection:
-                # Two masters upgrading at once: PostgreSQL can skip what the other added.
-                exists = " IF NOT EXISTS" if engine.dialect.name == "postgresql" else ""
-                connection.exec_driver_sql(
-                    f'ALTER TABLE {table.name} ADD COLUMN{exists} "{column.name}" {kind}{clause}'
-                )
 
 
 def with_driver(url: str) -> str:

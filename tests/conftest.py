@@ -12,7 +12,7 @@ from redis import Redis
 
 from core.data import Dataset, load_dataset
 from master.db import Database
-from master.models import Base
+from master.migrate import drop_everything
 from tests.servers import redis_server
 
 
@@ -59,6 +59,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     url = os.environ["HPSEARCH_TEST_DATABASE_URL"]
     database = Database(url)
-    Base.metadata.drop_all(database.engine)
+    drop_everything(database.engine)
     database.dispose()
     yield url

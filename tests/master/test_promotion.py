@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.messages import EventKind, TrialEvent, job_id
@@ -124,24 +124,6 @@ def test_a_promoted_trial_that_could_not_go_on_has_no_inherited_epochs(db: Datab
         trial = session.get_one(Trial, child.id)
         assert trial.start_epoch == 0.0
         assert trial.reason is not None and f"trial {trial.parent_id}'s checkpoint" in trial.reason
-
-
-def test_a_database_of_an_older_version_gets_the_new_columns(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = Database(url)
-    old.create_tables()
-    engine = create_engine(url)
-    with engine.begin() as connection:  # as the version before promotion made it
-        connection.execute(text("ALTER TABLE trials DROP COLUMN start_epoch"))
-        connection.execute(text("ALTER TABLE stages DROP COLUMN promote"))
-    assert "start_epoch" not in {c["name"] for c in inspect(engine).get_columns("trials")}
-    old.dispose()
-    Database(url).create_tables()
-    engine.dispose()
-    engine = create_engine(url)
-    assert "start_epoch" in {c["name"] for c in inspect(engine).get_columns("trials")}
-    assert "promote" in {c["name"] for c in inspect(engine).get_columns("stages")}
-    engine.dispose()
 
 
 def finish_trial(session: Session, trial: Trial, val_acc: float) -> None:

@@ -15,7 +15,7 @@ import pytest
 from redis import Redis
 
 from master.db import Database
-from master.models import Base
+from master.migrate import drop_everything
 from tests.servers import (
     Processes,
     RedisServer,
@@ -136,7 +136,7 @@ def fresh_database_url(kind: str, root: Path) -> str:
         return f"sqlite:///{root / 'hpsearch.db'}"
     url = os.environ["HPSEARCH_TEST_DATABASE_URL"]
     database = Database(url)
-    Base.metadata.drop_all(database.engine)
+    drop_everything(database.engine)
     database.dispose()
     return url
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from master.db import Database
-from master.models import Base
+from master.migrate import drop_everything
 from tests.master.factories import example_spec
 from tests.servers import (
     REPO,
@@ -111,7 +111,7 @@ def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
     test_database = os.environ.get("HPSEARCH_TEST_DATABASE_URL")
     if test_database:
         db = Database(test_database)
-        Base.metadata.drop_all(db.engine)
+        drop_everything(db.engine)
         db.dispose()
     database = test_database or f"sqlite:///{tmp_path / 'hpsearch.db'}"
     redis_port, master_port, dashboard_port = free_port(), free_port(), free_port()
