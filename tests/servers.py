@@ -146,10 +146,11 @@ def http(
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def http_text(url: str) -> tuple[int, str]:
+def http_text(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     """One GET of a page; returns (status, text)."""
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")

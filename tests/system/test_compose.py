@@ -40,7 +40,7 @@ def test_the_compose_file_has_every_part() -> None:
         assert SERVICES[name]["build"] == "."
     assert "checkpoints" in COMPOSE["volumes"]
     assert "checkpoints:/checkpoints:ro" in SERVICES["dashboard"]["volumes"]  # read-only
-    assert "8080:8080" in SERVICES["dashboard"]["ports"]
+    assert [expand(p, {}) for p in SERVICES["dashboard"]["ports"]] == ["127.0.0.1:8080:8080"]
     for name in ("redis", "postgres", "master", "dashboard"):
         assert SERVICES[name]["healthcheck"]["test"], name
     worker_env = SERVICES["worker"]["environment"]
@@ -51,17 +51,46 @@ def test_the_compose_file_has_every_part() -> None:
     assert "datasets:/datasets:ro" in SERVICES["worker"]["volumes"]
     assert "datasets" in COMPOSE["volumes"]
     assert SERVICES["worker"]["deploy"]["replicas"] >= 2
+    assert SERVICES["worker"]["healthcheck"]["test"]
+    # It deploys: every service restarts, the ports listen on loopback unless configured,
+    # and it has no default secret: without them, compose refuses to start.
+    for name, service in SERVICES.items():
+        assert service["restart"] == "unless-stopped", name
+        for port in service.get("ports", []):
+            assert expand(port, {}).startswith("127.0.0.1:"), (name, port)
+            assert expand(port, {"HPSEARCH_BIND_ADDRESS": "0.0.0.0"}).startswith("0.0.0.0:")
+    text = (REPO / "docker-compose.yml").read_text()
+    for secret in SECRETS:
+        uses = re.findall(rf"\$\{{{secret}[^}}]*\}}", text)
+        assert uses and all(f"{secret}:?" in use for use in uses), (secret, uses)
+        with pytest.raises(Refused, match=secret):
+            expand(uses[0], {})
+    assert "HPSEARCH_API_TOKEN" in SERVICES["dashboard"]["environment"]
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "pip install" in dockerfile and "USER hpsearch" in dockerfile
 
 
-def expand(value: str) -> str:
-    """Compose's ${VAR:-default} substitution, from this process's environment."""
-    return re.sub(
-        r"\$\{(\w+)(?::-([^}]*))?\}",
-        lambda m: os.environ.get(m[1]) or (m[2] or ""),
-        value,
-    )
+SECRETS = {"POSTGRES_PASSWORD": "test-db-password", "HPSEARCH_API_TOKEN": "test-token"}
+
+
+class Refused(ValueError):
+    """What `docker compose` does with ${VAR:?message} when VAR is not set."""
+
+
+def expand(value: str, variables: dict[str, str] | None = None) -> str:
+    """Compose's ${VAR:-default} and ${VAR:?error} substitution, from `variables` (this
+    process's environment by default)."""
+    given = os.environ if variables is None else variables
+
+    def one(match: re.Match[str]) -> str:
+        name, kind, rest = match[1], match[2], match[3] or ""
+        if given.get(name):
+            return given[name]
+        if kind == ":?":
+            raise Refused(f"{name}: {rest}")
+        return rest
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
 
 
 def local_command(command: list[str], ports: dict[str, int]) -> list[str]:
@@ -83,7 +112,7 @@ def local_command(command: list[str], ports: dict[str, int]) -> list[str]:
 def local_environment(
     service: dict[str, Any], hosts: dict[str, str], volumes: dict[str, Path], database: str
 ) -> dict[str, str]:
-    env = {k: expand(str(v)) for k, v in (service.get("environment") or {}).items()}
+    env = {k: expand(str(v), SECRETS) for k, v in (service.get("environment") or {}).items()}
     for key, value in env.items():
         for host, local in hosts.items():
             value = value.replace(host, local)
@@ -97,14 +126,22 @@ def local_environment(
     return env
 
 
-def wait_for_healthy(service: dict[str, Any], port: str, local_port: int) -> None:
-    """Run the service's own healthcheck command, pointed at its local port, until it passes."""
+def wait_for_healthy(
+    service: dict[str, Any], port: str, local_port: int, env: dict[str, str] | None = None
+) -> None:
+    """Run the service's own healthcheck command, pointed at its local port (with the
+    service's environment), until it passes."""
     health = [
         arg.replace(f"127.0.0.1:{port}", f"127.0.0.1:{local_port}")
         for arg in service["healthcheck"]["test"][1:]
     ]
     health[0] = sys.executable if health[0] == "python" else health[0]
-    wait_for(lambda: subprocess.run(health).returncode == 0, 60, f"{service['command'][1]} health")
+    run_env = {**os.environ, **(env or {})}
+    wait_for(
+        lambda: subprocess.run(health, env=run_env).returncode == 0,
+        60,
+        f"{service['command'][1]} health",
+    )
 
 
 def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
@@ -152,24 +189,25 @@ def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
                 local_command(worker["command"], {}),
                 **local_environment(worker, hosts, volumes, database),
             )
+        wait_for_healthy(worker, "", 0, local_environment(worker, hosts, volumes, database))
         url = f"http://127.0.0.1:{master_port}"
-        code, sweep = http(
-            "POST",
-            url + "/api/sweeps",
-            example_spec(stages=[{"trials": 6, "epochs": 1}, {"trials": 2, "epochs": 2}]),
-        )
+        token = {"Authorization": f"Bearer {SECRETS['HPSEARCH_API_TOKEN']}"}
+        spec = example_spec(stages=[{"trials": 6, "epochs": 1}, {"trials": 2, "epochs": 2}])
+        assert http("POST", url + "/api/sweeps", spec)[0] == 401  # the token is required
+        code, sweep = http("POST", url + "/api/sweeps", spec, token)
         assert code == 201, sweep
 
         def finished() -> bool:
-            return bool(http("GET", f"{url}/api/sweeps/{sweep['id']}")[1]["status"] == "finished")
+            got = http("GET", f"{url}/api/sweeps/{sweep['id']}", headers=token)[1]
+            return bool(got["status"] == "finished")
 
         wait_for(finished, 120, "the sweep to finish", interval=0.2)
-        _, board = http("GET", f"{url}/api/leaderboard?sweep={sweep['id']}")
+        _, board = http("GET", f"{url}/api/leaderboard?sweep={sweep['id']}", headers=token)
         assert board["count"] >= 1
         best = board["data"][0]
         assert all((tmp_path / "checkpoints" / path).is_file() for path in best["checkpoints"])
         # The dashboard reads the same database and volume: the best trial leads its board.
-        code, page = http_text(f"http://127.0.0.1:{dashboard_port}/?sweep={sweep['id']}")
+        code, page = http_text(f"http://127.0.0.1:{dashboard_port}/?sweep={sweep['id']}", token)
         assert code == 200 and f'data-trial="{best["id"]}"' in page.split("<tbody>")[1][:400]
     except AssertionError:
         print(processes.log_tail())
