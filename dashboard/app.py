@@ -22,7 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dashboard import data, pages
+from dashboard import actions, data, pages
+from dashboard.actions import ActionFailed
 from dashboard.auth import install_auth
 from dashboard.formatting import install_filters
 from dashboard.pages import BadAddress
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(data.router)
     app.include_router(pages.router)
+    app.include_router(actions.router)
     _install_error_pages(app, templates)
     install_auth(app, settings.api_token, templates)
     app.add_middleware(ServerTiming)
@@ -65,6 +67,10 @@ def _install_error_pages(app: FastAPI, templates: Jinja2Templates) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = describe_error_list(exc.errors(), strip_prefix=("query", "path"))
         return error(request, 400, "bad address", "; ".join(problems))
+
+    @app.exception_handler(ActionFailed)
+    async def _action_failed(request: Request, exc: ActionFailed) -> Response:
+        return error(request, exc.status, "could not do it", str(exc))
 
     @app.exception_handler(BadAddress)
     async def _bad_address(request: Request, exc: BadAddress) -> Response:

@@ -28,9 +28,12 @@ class Filters:
     sweep: int | None = None
     stage: int | None = None
     status: str | None = None
+    every_sweep: bool = False  # sweep=all: no sweep chosen by default
 
     def query_string(self, offset: int) -> str:
-        parts = [f"{k}={v}" for k, v in vars(self).items() if v is not None]
+        values = {"sweep": "all" if self.every_sweep else self.sweep, "stage": self.stage,
+                  "status": self.status}  # fmt: skip
+        parts = [f"{k}={v}" for k, v in values.items() if v is not None]
         return "&".join([*parts, f"offset={offset}"])
 
 

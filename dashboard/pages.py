@@ -3,6 +3,7 @@ page's script fetches every 2 s while the sweep or trial is still running."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from dashboard.figures import log_parameters, pair_of
 from dashboard.files import NoSuchFile, inside
 from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard, sweep_choices
 from dashboard.state import Dashboard, DashboardDep, Id
+from dashboard.sweep_list import list_sweeps
 from dashboard.weights import NoImage, describe_first_layer
 from master.diagnoses import trial_findings
 from master.evaluating import best_checkpoint as best_epoch_file
@@ -29,6 +31,7 @@ from master.sweeps import get_sweep, get_trial
 from master.views import ensemble_public, live_workers, running_trials, sweep_public
 
 router = APIRouter(default_response_class=HTMLResponse)
+ALL_SWEEPS = "all"  # ?sweep=all: the leaderboard of every sweep
 Part = Annotated[Literal["live"] | None, Query(description="only the live part of the page")]
 LIVE_HEADER = "X-Live"  # "true" while the page's data can still change
 
@@ -61,10 +64,12 @@ def _leaderboard_filters(
     statuses = [s.value for s in TrialStatus]
     if status and status not in statuses:
         raise BadAddress(f"status: {status!r} is not one of {', '.join(statuses)}")
+    every = sweep == ALL_SWEEPS
     return Filters(
-        _optional_int("sweep", sweep, 1, MAX_ID),
+        None if every else _optional_int("sweep", sweep, 1, MAX_ID),
         _optional_int("stage", stage, 0, 1000),
         status or None,
+        every_sweep=every,
     )
 
 
@@ -88,8 +93,13 @@ def read_leaderboard(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     part: Part = None,
 ) -> Response:
-    """Every trial, best validation accuracy first."""
+    """The trials of one sweep (the newest, unless the address names one, or all of them
+    with sweep=all), best validation accuracy first: trials of unrelated datasets are not
+    ranked together unless asked."""
     with dashboard.db.reading() as session:
+        if filters.sweep is None and not filters.every_sweep:
+            newest = session.scalar(select(Sweep.id).order_by(Sweep.id.desc()).limit(1))
+            filters = dataclasses.replace(filters, sweep=newest)
         board = load_leaderboard(session, filters, offset)
         live = _any_sweep_running(session)
         # The filter form is not part of the live part: no need to list sweeps every 2 s.
@@ -105,6 +115,14 @@ def read_leaderboard(
             filters=filters,
             statuses=[s.value for s in TrialStatus],
         )
+
+
+@router.get("/sweeps")
+def read_sweeps(request: Request, dashboard: DashboardDep, part: Part = None) -> Response:
+    """Every sweep, newest first: name, dataset, status, progress, best."""
+    with dashboard.db.reading() as session:
+        rows = list_sweeps(session)
+        return _render(dashboard, request, "sweeps", part, _any_sweep_running(session), rows=rows)
 
 
 @router.get("/sweeps/{sweep_id}")

@@ -46,6 +46,7 @@ class StageStatus(StrEnum):
     PENDING = "pending"  # planned from the previous stage's results once that one ends
     RUNNING = "running"
     FINISHED = "finished"
+    STOPPED = "stopped"  # its sweep was cancelled or failed while it ran
 
 
 class TrialStatus(StrEnum):

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     # Empty means <data_dir>/checkpoints.
     checkpoint_dir_setting: str = Field(default="", validation_alias=_env("CHECKPOINT_DIR"))
     api_token: str = Field(default="", validation_alias=_env("HPSEARCH_API_TOKEN"))
+    # Where the dashboard sends a user's stop and cancel (the master's API).
+    master_url: str = Field(
+        default="http://127.0.0.1:8000", validation_alias=_env("HPSEARCH_MASTER_URL")
+    )
     # Folders datasets may be read from, separated by ":"; empty means <data_dir>/datasets.
     dataset_dirs_setting: str = Field(default="", validation_alias=_env("HPSEARCH_DATASET_DIRS"))
     queue: str = Field(default="hpsearch", validation_alias=_env("HPSEARCH_QUEUE"))

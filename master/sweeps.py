@@ -300,7 +300,7 @@ def end_sweep(
         sweep.finished_at = utcnow()
         for stage in sweep.stages:
             if stage.status == StageStatus.RUNNING:
-                stage.status = StageStatus.FINISHED
+                stage.status = StageStatus.STOPPED  # not "finished": its open trials stop
         session.flush()
         gather_seed_members(session, sweep)  # what its re-trainings have so far
     session.execute(

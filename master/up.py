@@ -85,7 +85,8 @@ def run_up(args: argparse.Namespace) -> int:
         dashboard_url = f"http://127.0.0.1:{args.dashboard_port}"
         if args.dashboard_port:
             dashboard = [*hpsearch, "dashboard", "--port", str(args.dashboard_port)]
-            supervisor.start("dashboard", dashboard, env)
+            # Its stop and cancel buttons go through this master's API.
+            supervisor.start("dashboard", dashboard, {**env, "HPSEARCH_MASTER_URL": master_url})
             _wait_for(
                 lambda: http_answers(dashboard_url + "/healthz"),
                 "dashboard",

@@ -55,7 +55,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("browser")
     with running_system(root, "sqlite", workers=2) as system:
         port = free_port()
-        system.processes.hpsearch("dashboard", "dashboard", "--port", str(port))
+        system.processes.hpsearch(
+            "dashboard", "dashboard", "--port", str(port), HPSEARCH_MASTER_URL=system.url
+        )
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: http_answers(url + "/healthz"), 30, "the dashboard to answer")
         yield Site(system, url)
@@ -280,4 +282,36 @@ def test_the_api_docs_render_with_the_network_off(browser: Any, site: Site) -> N
     # ReDoc's only outside request is its "API docs by Redocly" logo: offline it is missing.
     assert all(url.startswith("https://cdn.redoc.ly/") for url in outside), outside
     assert errors == []
+    page.close()
+
+
+def test_stop_a_trial_and_cancel_a_sweep_from_their_pages(browser: Any, site: Site) -> None:
+    spec = example_spec(
+        name="to-cancel",
+        model={"hidden_sizes": [300, 300]},
+        fixed={"update": "sgd", "batch_size": 10},
+        space={"learning_rate": {"dist": "loguniform", "low": 1e-4, "high": 1e-3}},
+        stages=[{"trials": 4, "epochs": 1000}],
+    )
+    sweep_id = site.system.submit(spec)
+
+    def a_running_trial() -> int | None:
+        running = [t for t in site.system.trials(sweep_id) if t["status"] == "running"]
+        return running[0]["id"] if running else None
+
+    trial_id = wait_for(a_running_trial, 60, "a running trial")
+    page = open_page(browser, f"{site.url}/trials/{trial_id}")
+    page.click("#stop-trial")
+    page.wait_for_url(f"**/trials/{trial_id}")
+    wait_for(
+        lambda: site.system.get(f"/api/trials/{trial_id}")["status"] == "stopped", 30, "the stop"
+    )
+    page.goto(f"{site.url}/sweeps/{sweep_id}")
+    page.click("#cancel-sweep")
+    page.wait_for_url(f"**/sweeps/{sweep_id}")
+    assert site.system.get(f"/api/sweeps/{sweep_id}")["status"] == "cancelled"
+    page.reload()
+    assert page.locator("#cancel-sweep").count() == 0  # nothing left to cancel
+    assert "cancelled" in page.locator("#sweep-status").inner_text()
+    assert page.errors == []
     page.close()

@@ -19,7 +19,10 @@ from master.models import (
     TrialStatus,
 )
 from master.settings import Settings
-from tests.dashboard.conftest import ACCURACIES, Board
+from master.spec import SweepSpec
+from master.sweeps import create_sweep
+from tests.dashboard.conftest import ACCURACIES, Board, sweep_trials
+from tests.master.factories import example_spec
 
 
 def ranked_ids(html: str) -> list[int]:
@@ -63,7 +66,22 @@ def test_leaderboard_filters_and_pages(board: Board) -> None:
     assert len(ranked_ids(board.client.get("/?sweep=&stage=&status=").text)) == 8
     page = board.client.get("/", params={"offset": 5}).text
     assert len(ranked_ids(page)) == 3 and "Showing 6–8" in page
-    assert 'rel="prev" href="/?offset=0"' in page
+    # The default (the newest sweep) is kept in the links.
+    assert f'rel="prev" href="/?sweep={board.sweep_id}&amp;offset=0"' in page
+
+
+def test_the_leaderboard_shows_the_newest_sweep_unless_asked_for_all(board: Board) -> None:
+    with board.db.writing() as session:
+        other = create_sweep(session, SweepSpec.model_validate(example_spec(name="other")))
+        session.flush()
+        other_id = other.id
+        others = {t.id for t in sweep_trials(session, other_id)}
+    newest = ranked_ids(board.client.get("/").text)
+    assert newest and set(newest) <= others  # the newest sweep's trials only
+    page = board.client.get("/?sweep=all").text
+    assert '<option value="all" selected>' in page
+    assert board.trials[0] in ranked_ids(page) and set(ranked_ids(page)) & others
+    assert len(ranked_ids(board.client.get(f"/?sweep={board.sweep_id}").text)) == 8
 
 
 def test_leaderboard_pages_hold_fifty_rows(board: Board) -> None:
@@ -291,3 +309,30 @@ def test_every_scored_trials_curve_is_drawn_and_a_promoted_one_joins_its_parent(
     assert by_trial[child_id] == [2.0]  # from where it took over
     assert len(by_trial) == len(ACCURACIES)  # every scored trial
     assert figures["plot-importance"]["data"][0]["type"] == "bar"
+
+
+def test_the_sweeps_page_lists_each_sweep_with_its_progress_and_best(board: Board) -> None:
+    page = html.unescape(board.client.get("/sweeps").text)
+    row = re.search(rf'<tr data-sweep="{board.sweep_id}">(.*?)</tr>', page, re.S)
+    assert row is not None
+    text = re.sub(r"<[^>]+>", " ", row[1])
+    assert "digits" in text and "running" in text
+    assert "6 of 12 ended, 5 finished, 1 exploded, 2 queued" in re.sub(r"\s+", " ", text), text
+    assert f"{max(ACCURACIES):.4f}" in text
+    assert 'href="/sweeps"' in board.client.get("/").text  # in the navigation
+
+
+def test_a_cancelled_sweep_says_stopped_not_done(board: Board) -> None:
+    from master.sweeps import cancel_sweep
+
+    with board.db.writing() as session:
+        cancel_sweep(session, board.sweep_id)
+    page = html.unescape(board.client.get(f"/sweeps/{board.sweep_id}").text)
+    assert "5 finished" in page and "stopped" in page
+    assert re.search(r'id="stage-0">.*?status-stopped">stopped<', page, re.S)
+
+
+def test_an_action_the_master_refuses_or_cannot_take_says_why(board: Board) -> None:
+    # Nothing listens at the default master URL in this test: the page says so, no trace.
+    failed = board.client.post(f"/trials/{board.trials[-1]}/stop")
+    assert failed.status_code == 503 and "the master cannot be reached" in failed.text

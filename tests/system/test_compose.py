@@ -152,7 +152,11 @@ def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
         db.dispose()
     database = test_database or f"sqlite:///{tmp_path / 'hpsearch.db'}"
     redis_port, master_port, dashboard_port = free_port(), free_port(), free_port()
-    hosts = {"redis:6379": f"127.0.0.1:{redis_port}", "postgres:5432": "127.0.0.1:5432"}
+    hosts = {
+        "redis:6379": f"127.0.0.1:{redis_port}",
+        "postgres:5432": "127.0.0.1:5432",
+        "master:8000": f"127.0.0.1:{master_port}",
+    }
     volumes = {
         "/checkpoints": tmp_path / "checkpoints",
         "/data": tmp_path / "redis",
