@@ -8,7 +8,8 @@
 - A job RQ failed (its function raised, or RQ's own clean-up gave it up) is treated alike,
   with RQ's reason.
 - A queued trial whose job Redis lost is enqueued again (master.dispatching).
-- A trial whose worker died MAX_ATTEMPTS times fails; one whose sweep was cancelled
+- A trial whose worker died MAX_ATTEMPTS times (Trial.lost_attempts: clean shutdowns, which
+  re-queue it too, do not count) fails; one whose sweep was cancelled
   meanwhile ends stopped (nothing would dispatch it again).
 
 Nothing is judged while an event may wait unapplied (`events_applied`), nor for a grace
@@ -157,9 +158,14 @@ class Liveness:
                 if not sweep_runs(session, trial):  # cancelled after the worker died
                     end_cancelled(trial, why)
                     ended.add(trial.sweep_id)
-                elif trial.attempts >= MAX_ATTEMPTS:
+                    continue
+                trial.lost_attempts += 1
+                if trial.lost_attempts >= MAX_ATTEMPTS:
                     trial.status = TrialStatus.FAILED
-                    trial.reason = f"{why} (attempt {trial.attempts} of {MAX_ATTEMPTS})"
+                    trial.reason = (
+                        f"{why} (its worker was lost {trial.lost_attempts} times, attempt "
+                        f"{trial.attempts})"
+                    )
                     trial.finished_at = utcnow()
                     ended.add(trial.sweep_id)
                 else:

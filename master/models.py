@@ -178,6 +178,9 @@ class Trial(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     job_id: Mapped[str | None] = mapped_column(String(64))  # None until enqueued
     attempts: Mapped[int] = mapped_column(default=0)
+    # Attempts whose worker died (not those re-queued by a clean shutdown): MAX_ATTEMPTS of
+    # them fail the trial, which may be what kills its workers.
+    lost_attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -138,14 +138,28 @@ def test_nothing_is_judged_for_a_grace_period_after_redis_came_back(parts: Parts
     assert parts.liveness.judge() == 1
 
 
-def test_the_last_allowed_attempt_fails_the_trial(parts: Parts) -> None:
+def test_the_last_lost_worker_allowed_fails_the_trial(parts: Parts) -> None:
     run_without_a_worker(parts)
     with parts.db.writing() as session:
-        session.scalars(select(Trial)).one().attempts = MAX_ATTEMPTS
+        trial = session.scalars(select(Trial)).one()
+        trial.lost_attempts = MAX_ATTEMPTS - 1
     assert parts.liveness.judge() == 1
     after = the_trial(parts)
-    assert after.status == TrialStatus.FAILED
-    assert after.reason == f"worker w stopped answering at epoch 0 (attempt 3 of {MAX_ATTEMPTS})"
+    assert after.status == TrialStatus.FAILED and after.lost_attempts == MAX_ATTEMPTS
+    assert after.reason == (
+        f"worker w stopped answering at epoch 0 (its worker was lost {MAX_ATTEMPTS} times, "
+        f"attempt {after.attempts})"
+    )
+
+
+def test_clean_shutdowns_do_not_use_up_the_attempts_a_dead_worker_has(parts: Parts) -> None:
+    # Five attempts so far, each re-queued by a worker's clean shutdown: none was lost.
+    run_without_a_worker(parts)
+    with parts.db.writing() as session:
+        session.scalars(select(Trial)).one().attempts = 5
+    assert parts.liveness.judge() == 1  # now its worker died
+    after = the_trial(parts)
+    assert after.status == TrialStatus.QUEUED and after.lost_attempts == 1  # re-queued
 
 
 def test_a_queued_trial_whose_job_redis_lost_is_enqueued_again(parts: Parts) -> None:

@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from master.db import Database
-from master.migrate import current_revision, head_revision, upgrade
+from master.migrate import alembic_config, current_revision, head_revision, upgrade
 from master.models import Base, Sweep, Trial
 from master.spec import SweepSpec
 from master.sweeps import create_sweep
@@ -82,3 +83,35 @@ def test_hpsearch_db_upgrade_and_revision_say_what_they_did(tmp_path: Path) -> N
     assert db("upgrade") == f"database schema: upgraded from revision none (empty) to {head}"
     assert db("upgrade") == f"database schema: at revision {head}"
     assert db("revision") == f"revision {head} (newest: {head})"
+
+
+def test_a_database_at_the_first_revision_is_upgraded_and_keeps_its_rows(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    try:
+        config = alembic_config()
+        with db.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")  # as 0.1 left it
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO sweeps (id, name, spec, status, created_at) "
+                    "VALUES (1, 'old', '{}', 'finished', CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    'INSERT INTO trials (id, sweep_id, stage_index, "index", hyperparameters, '
+                    "seed, num_epochs, status, epochs_done, checkpoints, attempts, created_at) "
+                    "VALUES (7, 1, 0, 0, '{}', 1, 2.0, 'finished', 2.0, '[]', 2, "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
+        assert upgrade(db.engine) == f"upgraded from revision 0001 to {head_revision()}"
+        with db.reading() as session:
+            trial = session.get(Trial, 7)
+            assert trial is not None and trial.attempts == 2 and trial.lost_attempts == 0
+    finally:
+        db.dispose()
