@@ -25,7 +25,8 @@ seeds (the sweep's seed, or the sampler's and the runs' for Optuna):
 hpsearch runs as a user runs it (`hpsearch up` with --workers workers, each in its own
 process; benchmarks/dispatch.py's System); Optuna drives core/ directly. Another --budget
 scales the trial counts. Datasets (generated, no network): classification and shells, which
-are not saturated; digits (saturated) as a quick smoke row.
+are not saturated; digits (saturated) as a quick smoke row. Each has a test split (the
+generated ones: 1500 new draws from the same generator), which no method selects on.
 
 Per method and dataset it prints the best validation accuracy of any epoch of any trial
 (median, min and max over seeds), the wall time (hpsearch: the sweep's creation to its end
@@ -35,6 +36,18 @@ trial's inherited epochs not counted) and the worker utilization: the time spent
 trials (hpsearch: each trial's start to its end; Optuna: inside the objective) over workers
 (or processes) x wall time. A method whose sweep is refused (e.g. a spec field this version
 of the master does not know) prints the error and is skipped.
+
+A second table per dataset is the test split: the test accuracy of the best model by
+validation (its best epoch's weights; hpsearch: the best checkpoint of the sweep's best run,
+as the sweep's own test evaluation scores it; Optuna: the weights of the epoch that gave the
+study's best validation accuracy, kept in memory and scored once the study ends) and, for
+hpsearch, of the top-k ensemble of the sweep's 5 best runs (averaged class probabilities)
+with k chosen on validation, ties to the smaller: median, min and max over seeds, the gain
+ensemble - best model (median and min over seeds), the k chosen per seed, and, as information
+only, the k that was best on test. hpsearch's numbers are the sweep's `test` object
+(`GET /api/sweeps/{id}`, the evaluation a worker makes when the sweep ends; waited for after
+the sweep's wall and CPU time are taken) and its ensemble's curve (`GET /api/ensembles/{id}`).
+Optuna's searches keep no checkpoints: no ensemble for them.
 """
 
 from __future__ import annotations
@@ -75,6 +88,7 @@ from benchmarks.search_problem import (  # noqa: E402
     MODEL,
     SPACE,
     Outcome,
+    TestOutcome,
 )
 from master.models import Sweep, Trial  # noqa: E402
 
@@ -94,6 +108,7 @@ STALL_SECONDS = 180.0  # a sweep none of whose trials progressed this long is gi
 # As often as `hpsearch submit --watch` asks: each answer costs the master CPU that the
 # workers, on the same cores, would otherwise train with.
 POLL_SECONDS = 1.0
+EVALUATION_WAIT_SECONDS = 300.0  # for a finished sweep's test evaluation (a worker's job)
 HPSEARCH_METHODS = {
     "budget": "(1) hpsearch, budget mode",
     "budget-sobol": "(1s) hpsearch, budget mode, Sobol sampler",
@@ -204,22 +219,55 @@ def through_system(
             for t in trials
             if t.started_at is not None and t.finished_at is not None
         )
-        outcome = Outcome(
-            best_val_acc=max((t.best_val_acc or 0.0 for t in trials), default=0.0),
-            wall_seconds=wall,
-            cpu_seconds=cpu,
-            epochs=sum(t.epochs_trained for t in trials),
-            utilization=busy / (workers * wall),
-        )
+        best_val_acc = max((t.best_val_acc or 0.0 for t in trials), default=0.0)
+        epochs = sum(t.epochs_trained for t in trials)
         counts = Counter(str(t.status) for t in trials)
         reasons = {t.reason for t in trials if t.status == "failed" and t.reason}
+    test, test_note = test_evaluation(system, sweep_id)
+    outcome = Outcome(
+        best_val_acc=best_val_acc,
+        wall_seconds=wall,
+        cpu_seconds=cpu,
+        epochs=epochs,
+        utilization=busy / (workers * wall),
+        test=test,
+    )
     note = (
         f"sweep {sweep.status}, stages {describe_stages(stages)}, planned "
         f"{planned_epochs(stages):g} epochs; trials "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + (f"; failed: {sorted(reasons)[0][:200]}" if reasons else "")
+        + (f"; {test_note}" if test_note else "")
     )
     return outcome, note
+
+
+def test_evaluation(system: System, sweep_id: int) -> tuple[TestOutcome | None, str]:
+    """The finished sweep's test evaluation, once its worker has made it, with the ensemble's
+    curve (the k best on test, for information); None and why if there is none."""
+    deadline = time.monotonic() + EVALUATION_WAIT_SECONDS
+    while True:
+        test = system.get(f"/api/sweeps/{sweep_id}").get("test")
+        if test is not None and test["status"] not in ("queued", "running"):
+            break
+        if time.monotonic() > deadline:
+            state = "none made" if test is None else f"still {test['status']}"
+            return None, f"no test evaluation: {state} after {EVALUATION_WAIT_SECONDS:.0f} s"
+        time.sleep(0.2)
+    ensemble = system.get(f"/api/ensembles/{test['ensemble_id']}")
+    if test["status"] != "finished" or test["best_test_acc"] is None:
+        reason = ensemble.get("reason") or "the dataset has no test split"
+        return None, f"no test evaluation: {test['status']}, {reason}"
+    curve = [p for p in ensemble["curve"] if p.get("test_acc") is not None]
+    top = max(curve, key=lambda p: (p["test_acc"], -p["k"]))  # ties to the smaller k
+    return TestOutcome(
+        best_val_acc=test["best_val_acc"],
+        best_test_acc=test["best_test_acc"],
+        k=test["k"],
+        ensemble_test_acc=test["ensemble_test_acc"],
+        test_best_k=top["k"],
+        test_best_k_acc=top["test_acc"],
+    ), ""
 
 
 def error_detail(exc: urllib.error.HTTPError) -> str:
@@ -316,9 +364,21 @@ def report(seed: int, label: str, r: Outcome, note: str) -> None:
     print(
         f"  seed {seed} {label}: best {r.best_val_acc:.3f}, {r.wall_seconds:.1f} s, "
         f"{r.cpu_seconds:.0f} CPU-s, {r.epochs:.0f} epochs, utilization "
-        f"{100 * r.utilization:.0f}%" + (f" ({note})" if note else ""),
+        f"{100 * r.utilization:.0f}%"
+        + (f"; {describe_test(r.test)}" if r.test else "")
+        + (f" ({note})" if note else ""),
         flush=True,
     )
+
+
+def describe_test(t: TestOutcome) -> str:
+    """E.g. "test: best model val 0.817 test 0.809, top-3 ensemble 0.823 (best on test: k 5
+    (0.828))"."""
+    text = f"test: best model val {t.best_val_acc:.3f} test {t.best_test_acc:.3f}"
+    if t.k is not None and t.ensemble_test_acc is not None:
+        text += f", top-{t.k} ensemble {t.ensemble_test_acc:.3f}"
+        text += f" (best on test: k {on_test(t)})"
+    return text
 
 
 def table(dataset: str, results: Results, args: argparse.Namespace) -> str:
@@ -348,6 +408,60 @@ def table(dataset: str, results: Results, args: argparse.Namespace) -> str:
             f"| {100 * statistics.median(r.utilization for r in runs):.0f}% |"
         )
     return "\n".join(lines)
+
+
+def test_table(dataset: str, results: Results, args: argparse.Namespace) -> str:
+    """The test split: the best model by validation, and the top-k ensemble with k chosen on
+    validation (hpsearch only), per method over the seeds."""
+    labels = {**HPSEARCH_METHODS, **OPTUNA_METHODS}
+    lines = [
+        f"{dataset}, test split ({args.seeds} seed(s); nothing was selected on it):",
+        "",
+        "| method | best model, test acc: median (min-max) | top-k ensemble, k on val, test acc: "
+        "median (min-max) | gain ensemble - best model: median (min) | k chosen, per seed "
+        "| k best on test (not chosen), per seed |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    for method in args.methods:
+        runs = results.outcomes.get(method)
+        if method in results.skipped or not runs:
+            continue
+        tests = [r.test for r in runs if r.test is not None]
+        missing = len(runs) - len(tests)
+        if not tests:
+            lines.append(f"| {labels[method]} | not measured | | | | |")
+            continue
+        single = spread([t.best_test_acc for t in tests])
+        if missing:
+            single += f", {missing} seed(s) without"
+        # (k chosen, its test acc, gain over the best model, "k best on test (its acc)")
+        ensembles = [
+            (t.k, t.ensemble_test_acc, t.ensemble_test_acc - t.best_test_acc, on_test(t))
+            for t in tests
+            if t.k is not None and t.ensemble_test_acc is not None
+        ]
+        if not ensembles:
+            lines.append(f"| {labels[method]} | {single} | no ensemble | | | |")
+            continue
+        gains = [gain for _, _, gain, _ in ensembles]
+        lines.append(
+            f"| {labels[method]} | {single} | {spread([acc for _, acc, _, _ in ensembles])} "
+            f"| {statistics.median(gains):+.3f} ({min(gains):+.3f}) "
+            f"| {', '.join(str(k) for k, _, _, _ in ensembles)} "
+            f"| {', '.join(best for _, _, _, best in ensembles)} |"
+        )
+    return "\n".join(lines)
+
+
+def on_test(t: TestOutcome) -> str:
+    """E.g. "5 (0.828)": the k that was best on test, and its test accuracy."""
+    if t.test_best_k is None or t.test_best_k_acc is None:
+        return "?"
+    return f"{t.test_best_k} ({t.test_best_k_acc:.3f})"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -393,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.outcomes.update(found.outcomes)
                 results.skipped.update(found.skipped)
             tables.append(table(name, results, args))
+            tables.append(test_table(name, results, args))
     print("\n" + "\n\n".join(tables))
     return 0
 

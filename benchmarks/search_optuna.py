@@ -6,6 +6,11 @@ Every study stops once the epochs its trials trained add up to the budget: a tri
 reaches it ends there (its best epoch still counts), and in N processes each one stops when
 the shared count, kept in a file they lock in turn, says so (so up to N - 1 epochs more than
 the budget may be trained: the other processes' epochs under way).
+
+The test split: each process keeps in memory the weights of the epoch that gave its best
+validation accuracy (a copy of the flat parameter array, at each new best) and, once its
+study has ended (outside the timed part), scores them on the test split; the search's best
+model is the process's with the best validation accuracy.
 """
 
 from __future__ import annotations
@@ -21,10 +26,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import optuna
 from optuna.storages.journal import JournalFileBackend
 
-from benchmarks.search_problem import EXPLODE_FACTOR, FIXED, MAX_EPOCHS, MODEL, SPACE, Outcome
+from benchmarks.search_problem import (
+    EXPLODE_FACTOR,
+    FIXED,
+    MAX_EPOCHS,
+    MODEL,
+    SPACE,
+    Outcome,
+    TestOutcome,
+)
 from core.config import TrainConfig
 from core.data import Dataset, load_dataset
 from core.model import FullyConnectedNet
@@ -89,6 +103,24 @@ class StudyShare:
     cpu_seconds: float = 0.0
     started: float = 0.0  # time.time(), comparable between processes
     ended: float = 0.0
+    best_test_acc: float | None = None  # of the best_val_acc epoch's weights; None: no test split
+
+
+@dataclass
+class BestWeights:
+    """The weights of the epoch with a process's best validation accuracy so far."""
+
+    model: FullyConnectedNet | None = None
+    flat: np.ndarray | None = None
+
+    def keep(self, model: FullyConnectedNet) -> None:
+        self.model, self.flat = model, model.flat.copy()
+
+    def test_acc(self, data: Dataset) -> float | None:
+        if self.model is None or self.flat is None or data.X_test is None:
+            return None
+        assert data.y_test is not None
+        return self.model.accuracy(data.X_test, data.y_test, params=self.model.views(self.flat))
 
 
 def hyperband() -> optuna.pruners.HyperbandPruner:
@@ -196,13 +228,14 @@ def quiet() -> None:
 def run_study(
     study: optuna.Study, data: Dataset, budget: EpochBudget, epochs: int, seed: int
 ) -> StudyShare:
-    """Trials of `epochs` each (Hyperband may prune them) until the budget is spent."""
-    share = StudyShare()
+    """Trials of `epochs` each (Hyperband may prune them) until the budget is spent; then the
+    test accuracy of the best epoch's weights."""
+    share, best = StudyShare(), BestWeights()
 
     def objective(trial: optuna.Trial) -> float:
         started = time.perf_counter()
         try:
-            return train_trial(trial, data, budget, epochs, seed, share)
+            return train_trial(trial, data, budget, epochs, seed, share, best)
         finally:
             share.busy_seconds += time.perf_counter() - started
 
@@ -214,6 +247,7 @@ def run_study(
     if budget.left():  # another process may have spent it while this one started
         study.optimize(objective, callbacks=[stop_when_spent])
     share.ended, share.cpu_seconds = time.time(), time.process_time() - cpu
+    share.best_test_acc = best.test_acc(data)
     return share
 
 
@@ -224,9 +258,11 @@ def train_trial(
     epochs: int,
     seed: int,
     share: StudyShare,
+    best_weights: BestWeights,
 ) -> float:
     """Train one sampled config, reporting each epoch's validation accuracy to the pruner;
-    the trial's value is its best epoch's, as hpsearch ranks a trial."""
+    the trial's value is its best epoch's, as hpsearch ranks a trial. An epoch better than
+    any before it in this process has its weights kept in `best_weights`."""
     config = TrainConfig.from_dict(
         {
             **MODEL,
@@ -242,6 +278,8 @@ def train_trial(
     def on_epoch_end(model: FullyConnectedNet, state: TrainState) -> None:
         nonlocal best, counted, spent
         val_acc = state.history.val_acc[-1]
+        if val_acc > share.best_val_acc:
+            best_weights.keep(model)
         best, share.best_val_acc = max(best, val_acc), max(share.best_val_acc, val_acc)
         spent = not budget.spend(state.epoch - counted)
         share.epochs += state.epoch - counted
@@ -269,10 +307,15 @@ def suggest(trial: optuna.Trial) -> dict[str, Any]:
 
 def combine(shares: list[StudyShare]) -> Outcome:
     wall = max(s.ended for s in shares) - min(s.started for s in shares)
+    best = max(shares, key=lambda s: s.best_val_acc)  # ties: the first process's
+    test = None
+    if best.best_test_acc is not None:
+        test = TestOutcome(best_val_acc=best.best_val_acc, best_test_acc=best.best_test_acc)
     return Outcome(
         best_val_acc=max(s.best_val_acc for s in shares),
         wall_seconds=wall,
         cpu_seconds=sum(s.cpu_seconds for s in shares),
         epochs=sum(s.epochs for s in shares),
         utilization=sum(s.busy_seconds for s in shares) / (len(shares) * wall),
+        test=test,
     )

@@ -3,6 +3,9 @@ its search space, and what one search's outcome records.
 
 The datasets are generated (no network) and not saturated: over the space below, different
 hyperparameters reach clearly different validation accuracies, so a better search shows.
+Each also has a test split of NUM_TEST examples, new draws from the same distribution, for
+the final evaluation only (a sweep's best model and its top-k ensemble): the train and
+validation examples are the ones these datasets had before they had a test split.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ SPACE: dict[str, dict[str, Any]] = {
     "dropout": {"dist": "uniform", "low": 0.0, "high": 0.7},
 }
 NUM_TRAIN = 4500  # of 6000 examples; the other 1500 are the validation split
+NUM_TEST = 1500  # new examples from the same generator, as many as the validation split
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,23 @@ class Outcome:
     cpu_seconds: float  # of every process the search ran in
     epochs: float  # trained (a promoted trial's inherited epochs are not counted again)
     utilization: float  # busy worker-seconds / (workers x wall)
+    test: TestOutcome | None = None  # None: not measured (or the evaluation failed)
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """The search's result on the test split, which nothing in it selected on."""
+
+    best_val_acc: float  # the best model by validation: its best epoch's weights
+    best_test_acc: float
+    # The top-k ensemble of the best runs, k chosen on validation (hpsearch only: None for
+    # Optuna, whose searches keep no checkpoints).
+    k: int | None = None
+    ensemble_test_acc: float | None = None
+    # The k that would have been best on test, and its accuracy: information only, never a
+    # choice (choosing on test would make the test split a second validation split).
+    test_best_k: int | None = None
+    test_best_k_acc: float | None = None
 
 
 def classification(directory: Path) -> str:
@@ -53,11 +74,41 @@ def classification(directory: Path) -> str:
     reaches 0.49 in 20 epochs, at 1e-3 (reg 1e-4, dropout 0.2) 0.70."""
     from sklearn.datasets import make_classification
 
-    X, y = make_classification(
+    options: dict[str, Any] = dict(
         n_samples=6000, n_features=40, n_informative=20, n_redundant=10, n_classes=10,
-        n_clusters_per_class=2, class_sep=1.0, flip_y=0.03, random_state=0,
+        n_clusters_per_class=2, class_sep=1.0, flip_y=0.03,
     )  # fmt: skip
-    return write_npz(directory / "classification.npz", X, y)
+    X, y = make_classification(**options, random_state=0)
+    # The test examples: the same problem (the clusters, their covariances, the redundant
+    # features' mix and the order of the features, all drawn from random_state 0) over new
+    # standard normal draws. Taken where the validation examples stand, they come from the
+    # same clusters and have the same places' labels flipped (to the same random classes,
+    # which no input predicts).
+    twin = FreshSamples(0, fresh_seed=1, n_samples=options["n_samples"])
+    X_new, y_new = make_classification(**options, random_state=twin)
+    if twin.replaced != 2:  # the informative and the useless features' draws
+        raise RuntimeError(f"make_classification drew {twin.replaced} sample arrays, not 2")
+    X_test, y_test = X_new[NUM_TRAIN:][:NUM_TEST], y_new[NUM_TRAIN:][:NUM_TEST]
+    return write_npz(directory / "classification.npz", X, y, X_test, y_test)
+
+
+class FreshSamples(np.random.RandomState):
+    """RandomState(seed) that hands out a second generator's draws instead of its own for
+    per-example arrays (standard normal, n_samples rows): every other draw (make_classification's
+    centroids, covariances, label flips, shuffles) is the seed's, and the seed's stream moves
+    on as if nothing were replaced."""
+
+    def __init__(self, seed: int, *, fresh_seed: int, n_samples: int) -> None:
+        super().__init__(seed)
+        self.fresh = np.random.RandomState(fresh_seed)
+        self.n_samples, self.replaced = n_samples, 0
+
+    def standard_normal(self, size: Any = None, *args: Any, **kwargs: Any) -> Any:
+        drawn = super().standard_normal(size, *args, **kwargs)
+        if isinstance(size, tuple) and size[:1] == (self.n_samples,):
+            self.replaced += 1
+            return self.fresh.standard_normal(size)
+        return drawn
 
 
 def shells(directory: Path) -> str:
@@ -68,8 +119,17 @@ def shells(directory: Path) -> str:
     from sklearn.datasets import make_gaussian_quantiles
 
     X, y = make_gaussian_quantiles(n_samples=6000, n_features=8, n_classes=6, random_state=0)
-    noise = np.random.default_rng(0).standard_normal((len(X), 24))
-    return write_npz(directory / "shells.npz", np.hstack([X, noise]), y)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((len(X), 24))
+    # The test examples: further draws of the same generator (after the ones above), the
+    # same standard normal in 8 dimensions, labelled by the shells the 6000 examples drew
+    # (each boundary halfway between one class's farthest example and the next's nearest).
+    radius = np.sum(X**2, axis=1)
+    bounds = [(radius[y == c].max() + radius[y == c + 1].min()) / 2 for c in range(y.max())]
+    X_test = rng.standard_normal((NUM_TEST, X.shape[1]))
+    y_test = np.searchsorted(bounds, np.sum(X_test**2, axis=1))
+    X_test = np.hstack([X_test, rng.standard_normal((NUM_TEST, noise.shape[1]))])
+    return write_npz(directory / "shells.npz", np.hstack([X, noise]), y, X_test, y_test)
 
 
 def digits(directory: Path) -> str:
@@ -85,14 +145,18 @@ DATASETS: dict[str, Callable[[Path], str]] = {
 DEFAULT_DATASETS = ("classification", "shells")
 
 
-def write_npz(path: Path, X: np.ndarray, y: np.ndarray) -> str:
+def write_npz(
+    path: Path, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray
+) -> str:
     """The first NUM_TRAIN examples to train on, the rest to validate on (the generators have
-    shuffled them), as the dataset spec that names the file."""
+    shuffled them), and the test split, as the dataset spec that names the file."""
     np.savez(
         path,
         X_train=X[:NUM_TRAIN].astype(np.float32),
         y_train=y[:NUM_TRAIN],
         X_val=X[NUM_TRAIN:].astype(np.float32),
         y_val=y[NUM_TRAIN:],
+        X_test=X_test.astype(np.float32),
+        y_test=y_test.astype(y.dtype),
     )
     return f"npz:{path.resolve()}"
