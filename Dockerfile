@@ -10,8 +10,8 @@ COPY dashboard dashboard
 COPY examples examples
 RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --create-home hpsearch \
-    && mkdir /checkpoints \
-    && chown hpsearch /checkpoints
+    && mkdir /checkpoints /datasets \
+    && chown hpsearch /checkpoints /datasets
 
 USER hpsearch
 ENV CHECKPOINT_DIR=/checkpoints

@@ -44,3 +44,17 @@ def test_every_declared_dependency_is_pinned_within_its_bounds() -> None:
 def test_the_known_breaking_pytest_is_kept_out() -> None:
     pytest = next(r for r in declared() if r.name == "pytest")
     assert not pytest.specifier.contains("9.2.0")
+
+
+def test_every_package_directory_is_installed() -> None:
+    """A non-editable install (the Dockerfile's) has only the packages pyproject.toml lists:
+    one left out (e.g. the schema migrations) is missing from the image."""
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("core", "master", "worker", "dashboard")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
