@@ -22,6 +22,7 @@ import re
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,25 @@ def best_first(name: CheckpointName) -> tuple[float, float]:
     """Sort key, highest first, of "the best checkpoint": the highest validation accuracy,
     the earlier epoch on ties (the epoch the trainer reports as the best)."""
     return name.val_acc, -name.epoch
+
+
+def reported_best(
+    names: Iterable[CheckpointName],
+    run_best_val_acc: float,
+    run_best_epoch: float,
+    promoted: bool,
+) -> tuple[float | None, float | None]:
+    """A trial's best (validation accuracy, epoch), as its worker reports it and reindex
+    rebuilds it: the best of its own files (best_first), or, for a promoted trial whose best
+    epoch is one of its parent's (whose file holds it), the run's own best, as if it had been
+    trained from the start."""
+    best = max(names, key=best_first, default=None)
+    best_val_acc = None if best is None else best.val_acc
+    best_epoch = None if best is None else best.epoch
+    inherited = round(run_best_val_acc, 4)  # as a checkpoint's name rounds it
+    if promoted and inherited > (best_val_acc if best_val_acc is not None else -1.0):
+        return inherited, run_best_epoch
+    return best_val_acc, best_epoch
 
 
 def checkpoint_name(val_acc: float, trial_id: int, epoch: float) -> str:

@@ -24,7 +24,8 @@ from dashboard.sweep_list import list_sweeps
 from dashboard.weights import NoImage, describe_first_layer
 from master.diagnoses import trial_findings
 from master.evaluating import best_checkpoint as best_epoch_file
-from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, Trial, TrialStatus
+from master.evaluating import trial_lookup
+from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, TrialStatus
 from master.schemas import WorkerPublic
 from master.settings import redact_url
 from master.sweeps import get_sweep, get_trial
@@ -163,7 +164,7 @@ def read_trial(
         weights_note = None if part else _weights_note(dashboard.settings.checkpoint_dir, best)
         hidden = trial.hyperparameters.get("hidden_sizes") or TrainConfig().hidden_sizes
         # A promoted trial whose best epoch is its parent's: that file is the parent's.
-        best_file = best_epoch_file(trial, lambda parent_id: session.get(Trial, parent_id))
+        best_file = best_epoch_file(trial, trial_lookup(session))
         inherited = None
         if best_file is not None and best_file not in trial.checkpoints:
             name = PurePosixPath(best_file).name

@@ -12,6 +12,7 @@ from core.babysitting import DEAD_SHARE
 from core.distributions import ACTIVATION_BINS
 from dashboard.figures import Figure, layout, note_empty
 from dashboard.health import REFERENCE
+from master.diagnoses import per_epoch
 from master.models import TrialEpoch
 
 
@@ -19,13 +20,10 @@ def trial_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
     """Loss per iteration, accuracies per epoch, update:weight ratios per epoch."""
     loss = [cost for epoch in epochs for cost in epoch.loss]
     epoch_numbers = [e.epoch for e in epochs]
-    ratios: dict[str, list[float | None]] = {}
-    for k, epoch in enumerate(epochs):
-        for name, value in (epoch.update_ratio or {}).items():
-            ratios.setdefault(name, [None] * len(epochs))[k] = value
+    ratios = per_epoch(epochs, lambda epoch: epoch.update_ratio)
     ratio_traces: list[dict[str, Any]] = [
         {"type": "scatter", "mode": "lines+markers", "name": name, "x": epoch_numbers, "y": values}
-        for name, values in sorted(ratios.items())
+        for name, values in ratios.items()
     ]
     if epoch_numbers:
         name = f"{REFERENCE:.0e} (the notes' rule of thumb)"
@@ -97,11 +95,7 @@ def reference_line(name: str, x_max: float, y: float) -> dict[str, Any]:
 def _series(epochs: Sequence[TrialEpoch], key: str) -> dict[str, list[Any]]:
     """One list per layer (or weight matrix) of the epochs' `key` statistics, None where an
     epoch has none (one recorded before distributions were)."""
-    found: dict[str, list[Any]] = {}
-    for k, epoch in enumerate(epochs):
-        for name, value in ((epoch.distributions or {}).get(key) or {}).items():
-            found.setdefault(name, [None] * len(epochs))[k] = value
-    return dict(sorted(found.items()))
+    return per_epoch(epochs, lambda epoch: (epoch.distributions or {}).get(key))
 
 
 def distribution_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -19,18 +20,27 @@ from core.babysitting import (
     diagnose_run,
 )
 from core.config import TrainConfig
-from master.models import Trial, TrialStatus
+from master.models import Trial, TrialEpoch, TrialStatus
 
 DEFAULTS = TrainConfig()
+
+
+def per_epoch(
+    epochs: Sequence[TrialEpoch], values_of: Callable[[TrialEpoch], dict[str, Any] | None]
+) -> dict[str, list[Any]]:
+    """One list per name (a parameter, a layer) of what `values_of` gives for each epoch,
+    None where an epoch has none; names sorted."""
+    found: dict[str, list[Any]] = {}
+    for k, epoch in enumerate(epochs):
+        for name, value in (values_of(epoch) or {}).items():
+            found.setdefault(name, [None] * len(epochs))[k] = value
+    return dict(sorted(found.items()))
 
 
 def trial_findings(trial: Trial) -> list[Finding]:
     """The trial's findings; its epochs must be loaded."""
     epochs = trial.epochs
-    ratios: dict[str, list[float | None]] = {}
-    for k, epoch in enumerate(epochs):
-        for name, value in (epoch.update_ratio or {}).items():
-            ratios.setdefault(name, [None] * len(epochs))[k] = value
+    ratios = per_epoch(epochs, lambda epoch: epoch.update_ratio)
     dead = {}
     if epochs and epochs[-1].distributions:
         dead = dict(epochs[-1].distributions.get("dead_units") or {})

@@ -102,7 +102,7 @@ def top_k_members(session: Session, sweep: Sweep, max_k: int) -> list[dict[str, 
     while len(members) < max_k:
         trials = session.scalars(query.limit(page).offset(offset)).all()
         for trial in trials:
-            path = None if trial.id in trained_on else best_checkpoint(trial, _lookup(session))
+            path = None if trial.id in trained_on else best_checkpoint(trial, trial_lookup(session))
             if path is not None and len(members) < max_k:
                 members.append({"trial_id": trial.id, "checkpoint": path})
         if len(trials) < page:
@@ -118,7 +118,8 @@ def _trial_of(session: Session, sweep: Sweep, trial_id: int) -> Trial:
     return trial
 
 
-def _lookup(session: Session) -> Callable[[int], Trial | None]:
+def trial_lookup(session: Session) -> Callable[[int], Trial | None]:
+    """best_checkpoint's `lookup`, by the session."""
     return lambda trial_id: session.get(Trial, trial_id)
 
 
@@ -187,7 +188,7 @@ def _start_seeds_stage(session: Session, sweep: Sweep, params: dict[str, Any]) -
     """A new last stage of the sweep: the trial's hyperparameters and epochs, new seeds. The
     sweep runs again until it ends. Returns the stage's index."""
     trial = _trial_of(session, sweep, int(params["trial_id"]))
-    if best_checkpoint(trial, _lookup(session)) is None:
+    if best_checkpoint(trial, trial_lookup(session)) is None:
         raise SpecError([f"trial_id: trial {trial.id} has no checkpoint of its best epoch"])
     seeds = int(params["seeds"])
     index = len(sweep.stages)
@@ -244,7 +245,7 @@ def gather_seed_members(session: Session, sweep: Sweep) -> None:
         ).all()
         members = []
         for trial in [t for t in (original, *again) if t is not None]:
-            if (path := best_checkpoint(trial, _lookup(session))) is not None:
+            if (path := best_checkpoint(trial, trial_lookup(session))) is not None:
                 members.append({"trial_id": trial.id, "checkpoint": path})
         if len(members) < 2:
             ensemble.status = TrialStatus.FAILED

@@ -34,9 +34,9 @@ from sqlalchemy.orm import Session
 from core.checkpoint import (
     CheckpointError,
     CheckpointName,
-    best_first,
     parse_checkpoint_name,
     read_summary,
+    reported_best,
 )
 from core.distributions import epoch_distributions
 from core.state import Explosion, History
@@ -231,19 +231,19 @@ def _trial(
         reason = f"reindexed from its checkpoint at epoch {epoch_done:g}: the run had not ended"
     elif status is TrialStatus.STOPPED:
         reason = f"stopped at epoch {epoch_done:g} (reindexed)"
-    # The best as the worker reported it: the best of its files by name, or, for a promoted
-    # trial whose best epoch is its parent's, the run's own best (worker.jobs).
-    best = max((n for _, n in named), key=best_first)
-    best_val_acc, best_epoch = best.val_acc, best.epoch
-    inherited = round(state["best_val_acc"], 4)
+    # The best as the worker reported it.
+    best_val_acc, best_epoch = reported_best(
+        (n for _, n in named),
+        state["best_val_acc"],
+        state["best_epoch"],
+        promoted=bool(job.get("resume_from")),
+    )
     parent_id, start_epoch = None, 0.0
     if job.get("resume_from"):
         parent = parse_checkpoint_name(job["resume_from"])
         # Had it trained from scratch instead (its parent's file unusable), its history
         # would be the same, bit for bit: the files cannot tell, so it counts as promoted.
         parent_id, start_epoch = parent.trial_id, parent.epoch
-        if inherited > best_val_acc:
-            best_val_acc, best_epoch = inherited, state["best_epoch"]
     epochs = history["epoch"]
     train_acc = next(
         (history["train_acc"][k] for k, e in enumerate(epochs) if e == best_epoch), None

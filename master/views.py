@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from master.diagnoses import sweep_summary, trial_findings
-from master.evaluating import best_checkpoint, sweep_test_evaluation
+from master.evaluating import best_checkpoint, sweep_test_evaluation, trial_lookup
 from master.models import (
     FINAL_STATUSES,
     Ensemble,
@@ -143,7 +143,7 @@ def ranked_trial(trial: Trial, rank: int) -> RankedTrial:
 def trial_detail(session: Session, trial: Trial) -> TrialDetail:
     history = [EpochPublic.model_validate(epoch) for epoch in trial.epochs]
     loss = [cost for epoch in trial.epochs for cost in epoch.loss]
-    best = best_checkpoint(trial, lambda trial_id: session.get(Trial, trial_id))
+    best = best_checkpoint(trial, trial_lookup(session))
     diagnoses = [FindingPublic(kind=f.kind, text=f.text) for f in trial_findings(trial)]
     return TrialDetail(
         **trial_public(trial).model_dump(),

@@ -29,6 +29,7 @@ from core.checkpoint import (
     checkpoint_name,
     load_checkpoint,
     parse_checkpoint_name,
+    reported_best,
     save_checkpoint,
 )
 from core.config import TrainConfig
@@ -46,7 +47,7 @@ from core.model import FullyConnectedNet
 from core.state import TrainState, TrainStatus
 from core.trainer import ContinuationError, build_model, continue_to, new_state, train
 from worker.attempt import Reporter, StopFlag
-from worker.checkpoints import best_of, prune, trial_checkpoints
+from worker.checkpoints import prune, trial_checkpoints
 from worker.datasets import DATASETS
 from worker.settings import WorkerSettings
 
@@ -256,15 +257,12 @@ class _CheckpointWriter:
 
     def _files(self, state: TrainState) -> CheckpointFiles:
         paths = [str(p.relative_to(self.root)) for p, _ in self.checkpoints]
-        best_val_acc, best_epoch = None, None
-        if self.checkpoints:
-            _, best = best_of(self.checkpoints)
-            best_val_acc, best_epoch = best.val_acc, best.epoch
-        inherited = round(state.best_val_acc, 4)  # as a checkpoint's name rounds it
-        if self.trial.resume_from is not None and inherited > (best_val_acc or -1.0):
-            # A promoted run whose best epoch is one of its parent's (whose file holds it):
-            # its best is the run's, as if it had been trained from the start.
-            best_val_acc, best_epoch = inherited, state.best_epoch
+        best_val_acc, best_epoch = reported_best(
+            (name for _, name in self.checkpoints),
+            state.best_val_acc,
+            state.best_epoch,
+            promoted=self.trial.resume_from is not None,
+        )
         return CheckpointFiles(paths, best_val_acc, best_epoch)
 
     def report_end(self, state: TrainState, stop: StopFlag) -> dict[str, Any]:

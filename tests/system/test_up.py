@@ -121,6 +121,15 @@ def running_trials(url: str, sweep_id: int) -> list[dict[str, Any]]:
     return list(trials["data"])
 
 
+def two_slow_trials_running(url: str) -> dict[str, Any]:
+    """Once up's master answers: a sweep of SLOW_TRIALS, both of its trials running."""
+    wait_for(lambda: http_answers(url + "/api/health"), 60, "hpsearch up's master")
+    code, sweep = http("POST", url + "/api/sweeps", SLOW_TRIALS)
+    assert code == 201, sweep
+    wait_for(lambda: len(running_trials(url, sweep["id"])) == 2, 60, "both trials running")
+    return dict(sweep)
+
+
 def worker_pids(marker: str) -> set[int]:
     return {
         pid
@@ -132,10 +141,7 @@ def worker_pids(marker: str) -> set[int]:
 def test_a_sigkilled_worker_is_logged_and_restarted_and_its_trial_goes_on(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
     with up_in_its_own_group(tmp_path, marker) as (up, url):
-        wait_for(lambda: http_answers(url + "/api/health"), 60, "hpsearch up's master")
-        code, sweep = http("POST", url + "/api/sweeps", SLOW_TRIALS)
-        assert code == 201, sweep
-        wait_for(lambda: len(running_trials(url, sweep["id"])) == 2, 60, "both trials running")
+        sweep = two_slow_trials_running(url)
         before = worker_pids(marker)
         assert len(before) == 2
         victim = min(before)
@@ -165,10 +171,7 @@ def test_a_sigkilled_worker_is_logged_and_restarted_and_its_trial_goes_on(tmp_pa
 def test_ctrl_c_to_the_whole_process_group_stops_in_order(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
     with up_in_its_own_group(tmp_path, marker) as (up, url):
-        wait_for(lambda: http_answers(url + "/api/health"), 60, "hpsearch up's master")
-        code, sweep = http("POST", url + "/api/sweeps", SLOW_TRIALS)
-        assert code == 201, sweep
-        wait_for(lambda: len(running_trials(url, sweep["id"])) == 2, 60, "both trials running")
+        two_slow_trials_running(url)
         started = time.monotonic()
         os.killpg(up.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
         output, _ = up.communicate(timeout=60)
