@@ -4,13 +4,17 @@ free ones, volumes to folders), and a small sweep through it."""
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -30,6 +34,33 @@ from tests.servers import (
 pytestmark = pytest.mark.slow
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
+
+
+def compose_schema_errors(document: Any) -> list[str]:
+    """What the Compose Specification's JSON schema (check-jsonschema's vendored copy, so no
+    network) finds wrong with a compose document, as "path: message"."""
+    schema_file = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(schema_file.read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    return [
+        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(document)
+    ]
+
+
+def test_the_compose_file_is_valid_by_the_compose_specification() -> None:
+    assert compose_schema_errors(COMPOSE) == []
+
+
+def test_the_compose_schema_check_finds_a_misspelt_key_and_a_wrong_type() -> None:
+    """The check above could pass on anything if the schema did not constrain services."""
+    broken = copy.deepcopy(COMPOSE)
+    broken["services"]["master"]["helthcheck"] = broken["services"]["master"].pop("healthcheck")
+    broken["services"]["worker"]["restart"] = 5
+    errors = compose_schema_errors(broken)
+    assert any(e.startswith("services.master:") and "'helthcheck'" in e for e in errors), errors
+    assert any(e.startswith("services.worker.restart:") for e in errors), errors
 
 
 def test_the_compose_file_has_every_part() -> None:
