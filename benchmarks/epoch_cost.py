@@ -2,15 +2,17 @@
 `hpsearch up`, against the same trials trained in this one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 benchmarks/epoch_cost.py \
-        [--trials 6] [--epochs 20] [--workers 1]
+        [--trials 3] [--epochs 20] [--workers 1] [--rounds 8]
 
 The model and data are benchmarks/search.py's (a 256x256 Adam MLP on a 4500-example,
 40-feature make_classification problem), BLAS pinned to one thread in every process, so that
 CPU-seconds count work and not spinning threads. A warm-up sweep first lets each worker load
-the dataset. Then one sweep of --trials x --epochs; the CPU time of every process of the
-system (master, workers, Redis; from /proc) over that sweep, divided by the epochs trained,
-is compared with the CPU time of training the very same trials (hyperparameters and seeds read
-back from the database) with core/ here, with no checkpoint, event or row.
+the dataset. Then, each round, one sweep of --trials x --epochs; the CPU time of every process
+of the system (master, workers, Redis; from /proc) over that sweep, divided by the epochs
+trained, is compared with the CPU time of training the very same trials (hyperparameters and
+seeds read back from the database) with core/ here, with no checkpoint, event or row. The
+sweep's CPU includes its test evaluation at the end (a worker's job), waited for. The table
+gives the median over rounds, and their range.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"  # before numpy loads, here and in every process of the system
 
 import argparse  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -65,43 +68,73 @@ def in_process_cpu(dataset: str, trials: list[Trial]) -> tuple[float, float]:
     return cpu, epochs
 
 
+def wait_for_test(system: System, sweep_id: int) -> None:
+    """Until the finished sweep's test evaluation (a worker's job) has ended: its CPU is in
+    every round alike, not in some."""
+    while True:
+        test = system.get(f"/api/sweeps/{sweep_id}").get("test")
+        if test is None or test["status"] not in ("queued", "running"):
+            return
+        time.sleep(0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args(argv)
     print(describe_blas())
     print("BLAS pinned to 1 thread per process (OPENBLAS/OMP/MKL_NUM_THREADS=1)")
+    rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="hpsearch-epoch-cost-") as tmp:
         dataset = classification(Path(tmp))
         system = System(args.workers, Path(tmp) / "up", None)
         try:
             warm = system.submit(spec(dataset, 2 * args.workers, 1, "warm-up"))
             system.wait(warm, poll=0.1)
-            before = system.cpu_seconds()
-            sweep_id = system.submit(spec(dataset, args.trials, args.epochs, "epoch-cost"))
-            system.wait(sweep_id, poll=1.0)  # a watcher polls less often than this
-            after = system.cpu_seconds()
-            with system.db.reading() as session:
-                trials = list(session.scalars(select(Trial).where(Trial.sweep_id == sweep_id)))
+            # Short rounds alternate the system's sweep and the same training here: this
+            # machine's speed drifts by up to 10% within a minute, and a drift then shifts
+            # both sides of a round alike.
+            for number in range(1, args.rounds + 1):
+                before = system.cpu_seconds()
+                name = f"epoch-cost-{number}"
+                sweep_id = system.submit(spec(dataset, args.trials, args.epochs, name))
+                system.wait(sweep_id, poll=1.0)  # a watcher polls less often than this
+                wait_for_test(system, sweep_id)
+                after = system.cpu_seconds()
+                with system.db.reading() as session:
+                    trials = list(session.scalars(select(Trial).where(Trial.sweep_id == sweep_id)))
+                epochs = sum(t.epochs_done for t in trials)
+                alone, alone_epochs = in_process_cpu(dataset, trials)
+                row = {kind: 1000 * (after[kind] - before[kind]) / epochs for kind in after}
+                row["system"] = sum(row.values())
+                row["alone"] = 1000 * alone / alone_epochs
+                row["ratio"] = row["system"] / row["alone"]
+                rounds.append(row)
+                print(f"round {number}: {epochs:g} epochs, ratio {row['ratio']:.3f}", flush=True)
         finally:
             system.stop()
-        used = {kind: after[kind] - before[kind] for kind in after}
-        epochs = sum(t.epochs_done for t in trials)
-        alone, alone_epochs = in_process_cpu(dataset, trials)
-    per_epoch = {kind: 1000 * seconds / epochs for kind, seconds in used.items()}
-    system_per_epoch = sum(per_epoch.values())
-    alone_per_epoch = 1000 * alone / alone_epochs
-    print(f"\n{len(trials)} trials, {epochs:g} epochs, {args.workers} worker(s)\n")
+    print(f"\n{args.trials} trials x {args.epochs} epochs, {args.workers} worker(s), "
+          f"{args.rounds} rounds: median (min-max) over rounds\n")  # fmt: skip
+    labels = {
+        "master": "master",
+        "workers": "workers",
+        "redis": "Redis",
+        "system": "the system, all processes",
+        "alone": "the same training in one process",
+    }
     print("| | CPU ms per epoch |")
     print("|---|---|")
-    for kind, ms in per_epoch.items():
-        print(f"| {kind} | {ms:.1f} |")
-    print(f"| system, all processes | {system_per_epoch:.1f} |")
-    print(f"| the same training in one process | {alone_per_epoch:.1f} |")
-    print(f"| ratio | {system_per_epoch / alone_per_epoch:.3f} |")
+    for key, label in labels.items():
+        print(f"| {label} | {_spread([r[key] for r in rounds], '.1f')} |")
+    print(f"| ratio | {_spread([r['ratio'] for r in rounds], '.3f')} |")
     return 0
+
+
+def _spread(values: list[float], spec: str) -> str:
+    return f"{statistics.median(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})"
 
 
 if __name__ == "__main__":

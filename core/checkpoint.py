@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -38,9 +38,12 @@ from core.state import Explosion, History, TrainState, TrainStatus
 # epoch than the rest of the checkpoint), the best and averaged parameters flat.
 # 3: the preprocessing the model expects (core.preprocessing), so that it predicts on raw
 # inputs. Files of formats 1 and 2 still load, without it.
-FORMAT_VERSION = 3
-READABLE_FORMATS = (1, 2, 3)
+# 4: the per-epoch history in one array (EPOCHS_KEY), laid out in the JSON: as JSON it grew
+# with every epoch, and cost an 80-epoch run's checkpoint more to write than its parameters.
+FORMAT_VERSION = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 LOSS_KEY = "history/loss"
+EPOCHS_KEY = "history/epochs"
 MEAN_KEY = "preprocessing/mean"
 STD_KEY = "preprocessing/std"
 BATCHNORM = "batchnorm"  # the prefix of the running statistics' entries
@@ -150,6 +153,8 @@ def save_checkpoint(
     if state.order is not None:
         arrays["order"] = state.order
     arrays[LOSS_KEY] = np.asarray(state.history.loss, dtype=np.float64)
+    packed, layout, unpacked = _pack_history(state.history)
+    arrays[EPOCHS_KEY] = packed
     if preprocessing is not None:
         arrays[MEAN_KEY] = preprocessing.mean
         if preprocessing.std is not None:
@@ -159,7 +164,7 @@ def save_checkpoint(
         "model": {"input_dim": model.input_dim, "num_classes": model.num_classes},
         "preprocessing": None if preprocessing is None else preprocessing.to_meta(),
         "config": state.config.to_dict(),
-        "state": _state_to_dict(state, optim_scalars),
+        "state": {**_state_to_dict(state, optim_scalars, unpacked), "history_layout": layout},
         "extra": extra or {},
     }
     arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -167,7 +172,9 @@ def save_checkpoint(
     return path
 
 
-def _state_to_dict(state: TrainState, optim_scalars: dict[str, Any]) -> dict[str, Any]:
+def _state_to_dict(
+    state: TrainState, optim_scalars: dict[str, Any], history: dict[str, Any]
+) -> dict[str, Any]:
     explosion = state.explosion
     return {
         "iterations_per_epoch": state.iterations_per_epoch,
@@ -178,12 +185,58 @@ def _state_to_dict(state: TrainState, optim_scalars: dict[str, Any]) -> dict[str
         "explosion": None if explosion is None else vars(explosion),
         "rng_state": state.rng_state,
         "optim": optim_scalars,
-        "history": {k: v for k, v in state.history.to_dict().items() if k != "loss"},
+        "history": history,
         "best_val_acc": state.best_val_acc,
         "best_epoch": state.best_epoch,
         "average_every": state.average_every,
         "average_keep": state.average_keep,
     }
+
+
+def _pack_history(history: History) -> tuple[np.ndarray, list[list[Any]], dict[str, Any]]:
+    """The per-epoch series as one float64 array, and where each lies in it: [field, key
+    (None for a plain list), shape]. A series that is no rectangle of numbers (none is,
+    today) is returned apart, to be kept in the JSON."""
+    parts: list[np.ndarray] = []
+    layout: list[list[Any]] = []
+    unpacked: dict[str, Any] = {}
+    for name, value in history.to_dict().items():
+        if name == "loss":  # per iteration: its own array (LOSS_KEY)
+            continue
+        if isinstance(value, dict):
+            unpacked[name] = {}  # a field with no series yet is still there
+        series = value.items() if isinstance(value, dict) else [(None, value)]
+        for key, values in series:
+            try:
+                array = np.asarray(values, dtype=np.float64)
+            except (ValueError, TypeError):  # ragged
+                if key is None:
+                    unpacked[name] = values
+                else:
+                    unpacked[name][key] = values
+                continue
+            layout.append([name, key, list(array.shape)])
+            parts.append(array.ravel())
+    packed = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+    return packed, layout, unpacked
+
+
+def _unpack_history(
+    packed: np.ndarray, layout: list[list[Any]], history: dict[str, Any]
+) -> dict[str, Any]:
+    """The inverse of _pack_history, into `history` (what the JSON kept)."""
+    offset = 0
+    for name, key, shape in layout:
+        size = int(np.prod(shape, dtype=np.int64))
+        if offset + size > packed.size:
+            raise ValueError(f"the history's {name} lies past the end of its array")
+        values = packed[offset : offset + size].reshape(shape).tolist()
+        offset += size
+        if key is None:
+            history[name] = values
+        else:
+            history.setdefault(name, {})[key] = values
+    return history
 
 
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -193,7 +246,7 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+            _write_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp_name, path)
@@ -205,6 +258,20 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def _write_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    """What np.savez writes (an uncompressed zip of .npy files, which np.load reads), without
+    its copy of every array into bytes first: each array's memory goes to the zip as it is."""
+    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            array = np.asarray(array, order="C")  # the header below says C order
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array_header_1_0(
+                    entry, np.lib.format.header_data_from_array_1_0(array)
+                )
+                # As bytes: zipfile counts what it wrote by len().
+                entry.write(array.reshape(-1).view(np.uint8).data)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -242,8 +309,11 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta: dict[str, Any] = json.loads(archive[META_KEY].tobytes())
+            history = meta["state"]["history"]
             if LOSS_KEY in archive.files:
-                meta["state"]["history"]["loss"] = archive[LOSS_KEY].tolist()
+                history["loss"] = archive[LOSS_KEY].tolist()
+            if EPOCHS_KEY in archive.files:
+                _unpack_history(archive[EPOCHS_KEY], meta["state"]["history_layout"], history)
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path}: no such file") from exc
     except KeyError as exc:
@@ -269,6 +339,8 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
     history = dict(s["history"])
     if LOSS_KEY in arrays:  # format 2; format 1 kept the costs in the JSON
         history["loss"] = arrays.pop(LOSS_KEY).tolist()
+    if EPOCHS_KEY in arrays:  # format 4; before, the JSON held the per-epoch series
+        _unpack_history(arrays.pop(EPOCHS_KEY), s["history_layout"], history)
     preprocessing = None
     if meta.get("preprocessing") is not None:
         preprocessing = Preprocessing.from_meta(

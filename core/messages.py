@@ -242,11 +242,16 @@ _MESSAGES: dict[EventKind, type[Started] | type[EpochEnded] | type[Ended]] = {
 
 def message_data(message: Message) -> dict[str, Any]:
     """A message as the flat JSON object events carry (files beside the other fields;
-    fields that are None left out)."""
-    data = {k: v for k, v in asdict(message).items() if k != "files" and v is not None}
+    fields that are None left out). Shallow: its values are JSON already, and asdict's deep
+    copy of an epoch's costs and distributions was most of what an event cost the worker."""
+    data = {}
+    for f in fields(message):
+        value = getattr(message, f.name)
+        if f.name != "files" and value is not None:
+            data[f.name] = value
     files = getattr(message, "files", None)
     if files is not None:
-        data.update(asdict(files))
+        data.update(vars(files))
     return data
 
 

@@ -42,14 +42,31 @@ def tiny_dataset(
     )
 
 
+def history_in_json(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """A checkpoint's archive entries and JSON changed in place to keep the per-epoch history
+    in the JSON, as formats 1 to 3 did (format 4 keeps it in one array)."""
+    layout = meta["state"].pop("history_layout")
+    history = meta["state"]["history"]
+    ckpt._unpack_history(arrays.pop(ckpt.EPOCHS_KEY), layout, history)
+
+
 def as_format_2(path: Path, extra: dict[str, Any] | None = None) -> Path:
-    """A copy of a checkpoint as format 2 wrote it (no preprocessing), beside it as old.npz."""
+    """A copy of a checkpoint as format 2 wrote it (no preprocessing, the per-epoch history
+    in the JSON), beside it as old.npz."""
+    return as_older_format(path, 2, extra)
+
+
+def as_older_format(path: Path, number: int, extra: dict[str, Any] | None = None) -> Path:
+    """A copy of a checkpoint as format 3 (the per-epoch history in the JSON) or 2 (nor the
+    preprocessing either) wrote it, beside it as old.npz."""
     with np.load(path) as archive:
         arrays = {key: archive[key] for key in archive.files}
     meta = json.loads(arrays.pop(ckpt.META_KEY).tobytes())
-    meta["format"] = 2
-    del meta["preprocessing"]
-    del arrays[ckpt.MEAN_KEY]
+    history_in_json(arrays, meta)
+    meta["format"] = number
+    if number < 3:
+        del meta["preprocessing"]
+        del arrays[ckpt.MEAN_KEY]
     if extra is not None:
         meta["extra"] = extra
     arrays[ckpt.META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)

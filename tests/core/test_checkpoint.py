@@ -16,12 +16,13 @@ from core.checkpoint import (
     checkpoint_name,
     load_checkpoint,
     parse_checkpoint_name,
+    read_summary,
     save_checkpoint,
 )
 from core.config import TrainConfig
 from core.data import Dataset
 from core.trainer import build_model, train
-from tests.core.factories import as_format_2
+from tests.core.factories import as_format_2, as_older_format, history_in_json
 
 
 def test_name_format_and_parse_round_trip() -> None:
@@ -101,11 +102,11 @@ def test_a_crash_while_writing_leaves_no_file(
     save_checkpoint(final, model, state)
     good = final.read_bytes()
 
-    def half_written(file, **arrays):
+    def half_written(file, arrays):
         file.write(b"PK\x03\x04 partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt.np, "savez", half_written)
+    monkeypatch.setattr(ckpt, "_write_npz", half_written)
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(final, model, state)
     assert final.read_bytes() == good  # the previous complete file is untouched
@@ -172,6 +173,7 @@ def test_a_format_1_checkpoint_with_its_costs_in_the_json_still_loads(
     assert arrays[ckpt.LOSS_KEY].tolist() == state.history.loss
     # The same checkpoint as format 1 wrote it: the costs in the JSON, no array.
     meta = json.loads(arrays.pop(ckpt.META_KEY).tobytes())
+    history_in_json(arrays, meta)
     meta["format"] = 1
     meta["state"]["history"]["loss"] = arrays.pop(ckpt.LOSS_KEY).tolist()
     arrays[ckpt.META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -180,14 +182,14 @@ def test_a_format_1_checkpoint_with_its_costs_in_the_json_still_loads(
     loaded = load_checkpoint(old)
     assert loaded.state.history == state.history
     np.testing.assert_array_equal(loaded.model.flat, model.flat)
-    meta["format"] = 4
+    meta["format"] = 5
     arrays[ckpt.META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(old, **arrays)
-    with pytest.raises(CheckpointError, match="format 4 is not one this version reads"):
+    with pytest.raises(CheckpointError, match="format 5 is not one this version reads"):
         load_checkpoint(old)
 
 
-def test_the_preprocessing_round_trips_and_a_format_2_file_loads_without_it(
+def test_the_preprocessing_round_trips_and_format_3_and_2_files_load(
     digits: Dataset, tmp_path: Path
 ) -> None:
     config = TrainConfig(num_epochs=1, hidden_sizes=(20,))
@@ -195,10 +197,43 @@ def test_the_preprocessing_round_trips_and_a_format_2_file_loads_without_it(
     state = train(model, digits, config)
     path = save_checkpoint(tmp_path / "new.npz", model, state, preprocessing=digits.preprocessing)
     loaded = load_checkpoint(path)
-    assert loaded.format == 3 and loaded.preprocessing is not None
+    assert loaded.format == 4 and loaded.preprocessing is not None
     assert loaded.preprocessing.divide_by == 16.0 and loaded.preprocessing.input_shape == (8, 8)
     np.testing.assert_array_equal(loaded.preprocessing.mean, digits.mean_image)
-    old = as_format_2(path)  # no preprocessing entry, no mean array
+    old = as_older_format(path, 3)  # the per-epoch history in the JSON
+    loaded = load_checkpoint(old)
+    assert loaded.format == 3 and loaded.preprocessing is not None
+    assert loaded.state.history == state.history
+    assert read_summary(old)["state"]["history"] == state.history.to_dict()
+    old = as_format_2(path)  # nor a preprocessing entry or a mean array
     loaded = load_checkpoint(old)
     assert loaded.format == 2 and loaded.preprocessing is None
+    assert loaded.state.history == state.history
     np.testing.assert_array_equal(loaded.model.flat, model.flat)
+
+
+def test_the_history_is_an_array_so_the_json_does_not_grow_with_the_epochs(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    sizes = {}
+    for epochs in (2, 8):
+        config = TrainConfig(num_epochs=epochs, hidden_sizes=(20,))
+        model = build_model(config, digits)
+        state = train(model, digits, config)
+        path = save_checkpoint(tmp_path / f"ep{epochs}.npz", model, state)
+        with np.load(path) as archive:
+            sizes[epochs] = archive[ckpt.META_KEY].size
+        assert load_checkpoint(path).state.history == state.history
+        assert read_summary(path)["state"]["history"] == state.history.to_dict()
+    assert abs(sizes[8] - sizes[2]) < 16  # a digit or two of the layout's shapes
+
+
+def test_a_ragged_history_series_is_kept_in_the_json(digits: Dataset, tmp_path: Path) -> None:
+    config = TrainConfig(num_epochs=2, hidden_sizes=(20,))
+    model = build_model(config, digits)
+    state = train(model, digits, config)
+    state.history.activations["h1"] = [[0.5, 0.5], [1.0]]  # rows of two lengths
+    path = save_checkpoint(tmp_path / "ragged.npz", model, state)
+    meta = read_summary(path)
+    assert meta["state"]["history"]["activations"]["h1"] == [[0.5, 0.5], [1.0]]
+    assert load_checkpoint(path).state.history == state.history
