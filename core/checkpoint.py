@@ -127,9 +127,12 @@ def save_checkpoint(
     state: TrainState,
     extra: dict[str, Any] | None = None,
     preprocessing: Preprocessing | None = None,
+    durable: bool = True,
 ) -> Path:
     """Write atomically to `path`: the file is either absent or complete. Pass the
     dataset's `preprocessing` so that the model can predict on raw inputs (core.predict).
+    `durable`: on disk before this returns (fsync), else only safe from a crash of this
+    process until make_durable(path) is called.
 
     Parameters (and the best and running-average ones) are stored per name, e.g. `params/W1`,
     so that `np.load` alone reads a model; optimizer state is stored flat, as the rule keeps it.
@@ -168,7 +171,7 @@ def save_checkpoint(
         "extra": extra or {},
     }
     arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    _write_atomically(path, arrays)
+    _write_atomically(path, arrays, durable)
     return path
 
 
@@ -239,7 +242,7 @@ def _unpack_history(
     return history
 
 
-def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _write_atomically(path: Path, arrays: dict[str, np.ndarray], durable: bool) -> None:
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     # Hidden and without the .npz ending: never mistaken for a checkpoint by ls or a parser.
@@ -248,16 +251,30 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
+    if durable:
+        _fsync(directory)  # make the rename itself durable
+
+
+def make_durable(path: str | Path) -> None:
+    """Put a checkpoint written with durable=False on disk, and its name in its folder: what
+    save_checkpoint would have waited for. It survives a power loss from then on."""
+    path = Path(path)
+    _fsync(path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # make the rename itself durable
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def _write_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:

@@ -98,7 +98,8 @@ class SweepSpec(BaseModel):
     )
     explode_factor: float = Field(default=3.0, gt=1)
     seed: int = Field(default=0, ge=0)
-    # "best_and_latest" keeps two checkpoint files per trial, so a long sweep does not fill
+    # "best_and_latest" keeps two checkpoint files per trial (three while it trains: the
+    # one before the newest stays until the newest is on disk), so a long sweep does not fill
     # the disk; "all" keeps one per epoch.
     keep_checkpoints: Literal["best_and_latest", "all"] = "best_and_latest"
 

@@ -7,9 +7,16 @@ one, if the sweep asks): the best as core.checkpoint.best_first ranks them.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core.checkpoint import CheckpointError, CheckpointName, best_first, parse_checkpoint_name
+
+
+# Puts each written checkpoint on disk (core.checkpoint.make_durable) while its trial trains
+# on: the trainer used to wait for the fsync, 4 ms of every epoch of the search benchmark's
+# model on a local disk, and far more on a network volume. One thread per worker process.
+SYNCER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-sync")
 
 
 def trial_checkpoints(directory: Path, trial_id: int) -> list[tuple[Path, CheckpointName]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from core.checkpoint import (
     CheckpointName,
     checkpoint_name,
     load_checkpoint,
+    make_durable,
     parse_checkpoint_name,
     reported_best,
     save_checkpoint,
@@ -47,7 +49,7 @@ from core.model import FullyConnectedNet
 from core.state import TrainState, TrainStatus
 from core.trainer import ContinuationError, build_model, continue_to, new_state, train
 from worker.attempt import Reporter, StopFlag
-from worker.checkpoints import prune, trial_checkpoints
+from worker.checkpoints import SYNCER, prune, trial_checkpoints
 from worker.datasets import DATASETS
 from worker.settings import WorkerSettings
 
@@ -181,7 +183,13 @@ def _accuracy(model: FullyConnectedNet, data: Dataset) -> float:
 
 
 class _CheckpointWriter:
-    """Writes a checkpoint at every epoch end (and at an early end), prunes, and reports."""
+    """Writes a checkpoint at every epoch end (and at an early end), prunes, and reports.
+
+    A checkpoint is written whole and renamed into place at once, which a crash of the worker
+    cannot undo; SYNCER then puts it on disk while training goes on. Files are pruned only
+    once the newest is on disk (at the next write, or the end), so that a power loss always
+    leaves one intact: while a trial trains it may have three files, the best, the latest on
+    disk and the newest."""
 
     def __init__(
         self,
@@ -207,6 +215,8 @@ class _CheckpointWriter:
         # The trial's files, oldest epoch first, kept up to date here rather than listed
         # again: a stage directory holds every trial's files.
         self.checkpoints = existing
+        self.syncing: Future[None] | None = None  # putting the newest file on disk
+        self.newest: Path | None = None
 
     def epoch(self, model: FullyConnectedNet, state: TrainState) -> None:
         if self.write(model, state, state.history.val_acc[-1]):
@@ -234,10 +244,11 @@ class _CheckpointWriter:
         )
 
     def write(self, model: FullyConnectedNet, state: TrainState, val_acc: float) -> bool:
-        """Write a checkpoint of `state` and prune; False if this attempt may no longer
-        (its stop flag then ends the trial)."""
+        """Write a checkpoint of `state`, once the one before is on disk and pruned; False if
+        this attempt may no longer (its stop flag then ends the trial)."""
         if not self.stop.may_write():
             return False
+        self.settle()
         name = checkpoint_name(val_acc, self.trial.trial_id, state.epoch)
         path = save_checkpoint(
             self.directory / name,
@@ -245,15 +256,26 @@ class _CheckpointWriter:
             state,
             extra={"trial": self.trial.to_dict(), "image_shape": self.image_shape},
             preprocessing=self.preprocessing,
+            durable=False,
         )
         checkpoints = [c for c in self.checkpoints if c[0] != path]
         checkpoints.append((path, parse_checkpoint_name(path)))
         checkpoints.sort(key=lambda item: item[1].epoch)
-        if self.trial.keep_checkpoints != "all":
-            checkpoints = prune(checkpoints, path)
         self.checkpoints = checkpoints
+        self.newest = path
+        self.syncing = SYNCER.submit(make_durable, path)
         self.last_iteration = state.iteration
         return True
+
+    def settle(self) -> None:
+        """Wait until the newest checkpoint is on disk (an error there fails the trial, as a
+        failed write does), then prune all but the best and it."""
+        if self.syncing is None:
+            return
+        syncing, self.syncing = self.syncing, None
+        syncing.result()
+        if self.trial.keep_checkpoints != "all" and self.newest is not None:
+            self.checkpoints = prune(self.checkpoints, self.newest)
 
     def _files(self, state: TrainState) -> CheckpointFiles:
         paths = [str(p.relative_to(self.root)) for p, _ in self.checkpoints]
@@ -266,6 +288,10 @@ class _CheckpointWriter:
         return CheckpointFiles(paths, best_val_acc, best_epoch)
 
     def report_end(self, state: TrainState, stop: StopFlag) -> dict[str, Any]:
+        if self.syncing is not None:
+            self.syncing.result()  # the last file is on disk before the trial's end is sent
+            if stop.may_write():  # and pruned, unless another attempt may own the files now
+                self.settle()
         history = state.history
         explosion = state.explosion
         status, reason = EndStatus(state.status.value), None

@@ -72,6 +72,51 @@ def test_a_trial_reports_every_epoch_and_keeps_best_and_latest(
     assert load_checkpoint(files[0]).extra["image_shape"] == [8, 8]
 
 
+def test_a_file_is_pruned_only_once_a_newer_one_is_on_disk(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints are put on disk (fsync) by another thread while training goes on: a
+    power loss must still find one intact, so nothing is pruned for a file not yet synced."""
+    durable: list[Path] = []
+    pruned_for: list[Path] = []
+    make_durable, prune = jobs.make_durable, jobs.prune
+
+    def recording_make_durable(path: Path) -> None:
+        make_durable(path)
+        durable.append(path)
+
+    def checking_prune(checkpoints: list[Any], newest: Path) -> list[Any]:
+        assert newest in durable, f"pruning for {newest.name} before it is on disk"
+        pruned_for.append(newest)
+        return prune(checkpoints, newest)
+
+    monkeypatch.setattr(jobs, "make_durable", recording_make_durable)
+    monkeypatch.setattr(jobs, "prune", checking_prune)
+    outcome = run_trial(trial_job(num_epochs=5))
+    assert outcome["status"] == "finished"
+    assert [parse_checkpoint_name(p).epoch for p in durable] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [parse_checkpoint_name(p).epoch for p in pruned_for] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    for epoch in events(redis):  # at most the best, the newest on disk, and the newest
+        if epoch.kind is EventKind.EPOCH:
+            assert len(epoch.data["checkpoints"]) <= 3
+    files = sorted((worker_env / "sweep000003" / "stage1").glob("*.npz"))
+    assert 1 <= len(files) <= 2 and sorted(outcome["checkpoints"]) == sorted(
+        str(f.relative_to(worker_env)) for f in files
+    )
+
+
+def test_a_checkpoint_that_cannot_be_put_on_disk_fails_the_trial(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(path: Path) -> None:
+        raise OSError(5, "Input/output error", str(path))
+
+    monkeypatch.setattr(jobs, "make_durable", failing)
+    outcome = run_trial(trial_job())
+    assert outcome["status"] == "failed"
+    assert "Input/output error" in outcome["reason"]
+
+
 def test_keep_all_keeps_one_checkpoint_per_epoch(redis: Redis, worker_env: Path) -> None:
     run_trial(trial_job(keep_checkpoints="all"))
     assert len(list((worker_env / "sweep000003" / "stage1").glob("*.npz"))) == 4
