@@ -9,11 +9,52 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from core.data import Dataset, load_dataset
-from master.db import Database
+from master.db import Database, with_driver
 from master.migrate import drop_everything
 from tests.servers import redis_server
+
+# pytest-xdist runs the tests in two processes (pyproject.toml's addopts); every system test
+# runs in the same one, one after another: each starts workers that train on both cores,
+# and two at once would starve each other's leases.
+SYSTEM_GROUP = "system"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process of pytest-xdist empties and fills PostgreSQL databases as it goes:
+    it gets one of its own, beside the one HPSEARCH_TEST_DATABASE_URL names."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    url = os.environ.get("HPSEARCH_TEST_DATABASE_URL")
+    if worker and url:
+        os.environ["HPSEARCH_TEST_DATABASE_URL"] = own_database(url, worker)
+
+
+def own_database(url: str, suffix: str) -> str:
+    """The URL of a database named after the one `url` names plus `suffix`, on the same
+    server, created if it is missing."""
+    given = make_url(with_driver(url))
+    name = f"{given.database}_{suffix}"
+    engine = create_engine(given, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if found is None:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return given.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith("tests/system/"):
+            item.add_marker(pytest.mark.xdist_group(SYSTEM_GROUP))
 
 
 @pytest.fixture(scope="session")

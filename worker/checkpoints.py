@@ -12,7 +12,6 @@ from pathlib import Path
 
 from core.checkpoint import CheckpointError, CheckpointName, best_first, parse_checkpoint_name
 
-
 # Puts each written checkpoint on disk (core.checkpoint.make_durable) while its trial trains
 # on: the trainer used to wait for the fsync, 4 ms of every epoch of the search benchmark's
 # model on a local disk, and far more on a network volume. One thread per worker process.

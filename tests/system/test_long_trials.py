@@ -1,6 +1,6 @@
 """Trials that outlive every timeout of the worker-master protocol: RQ's started-job registry
-expiry (the worker's heartbeat TTL) and the job's lease. A healthy trial must run to its end
-on its first attempt however long it takes."""
+expiry (the worker's heartbeat TTL) and the job's lease. A healthy trial must stay on its
+first attempt however long it runs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from core.messages import LEASE_SECONDS
 from tests.master.factories import example_spec
 from tests.servers import wait_for
 from tests.system.conftest import System, running_system
-from tests.system.test_recovery import DATABASES, assert_accounted_for
 
 pytestmark = pytest.mark.slow
 RQ_DEFAULT_HEARTBEAT_TTL = 30  # WorkerSettings.heartbeat_ttl_seconds's default
@@ -41,24 +40,17 @@ def running_since(system: System, sweep_id: int) -> tuple[dict[str, Any], float]
     return wait_for(started, 60, "the trial to start", interval=0.1), time.monotonic()
 
 
-@pytest.mark.parametrize("kind", DATABASES)
-def test_a_trial_outliving_rqs_registry_expiry_finishes_on_its_first_attempt(
-    kind: str, tmp_path: Path
+def test_a_trial_outliving_rqs_registry_expiry_stays_on_its_first_attempt(
+    tmp_path: Path,
 ) -> None:
+    """RQ's registry expiry and the lease, shrunk and outlived three times over by a trial
+    that is still training when the test stops it. One database: this is RQ's and the
+    lease's doing, not the database's."""
     ttl = 3  # shrunk from 30 s; the lease (5 s) and the master's pass (0.5 s) keep theirs
     with running_system(
-        tmp_path, kind, workers=1, worker_env={"HPSEARCH_HEARTBEAT_TTL_SECONDS": str(ttl)}
+        tmp_path, "sqlite", workers=1, worker_env={"HPSEARCH_HEARTBEAT_TTL_SECONDS": str(ttl)}
     ) as system:
-        sweep_id = system.submit(long_trial_spec("outlive-the-registry", epochs=400))
-        trial, started = running_since(system, sweep_id)
-        sweep = system.wait_until_done(sweep_id, timeout=180)
-        ran = time.monotonic() - started
-        assert ran > 3 * max(ttl, LEASE_SECONDS), f"the trial took only {ran:.1f} s"
-        [done] = assert_accounted_for(system, sweep_id, 1)
-        assert sweep["status"] == "finished"
-        assert (done["status"], done["attempts"]) == ("finished", 1), system.get(
-            f"/api/trials/{trial['id']}"
-        )["reason"]
+        watch_then_stop(system, 3 * max(ttl, LEASE_SECONDS) + 1)
 
 
 def test_a_trial_of_minutes_with_the_real_timeouts_stays_on_its_first_attempt(
@@ -67,18 +59,24 @@ def test_a_trial_of_minutes_with_the_real_timeouts_stays_on_its_first_attempt(
     """RQ's real 30 s registry expiry, outlived three times over by a trial that is still
     training when the test stops it (so its length does not depend on this machine's speed)."""
     with running_system(tmp_path, "sqlite", workers=1) as system:
-        sweep_id = system.submit(long_trial_spec("minutes-long", epochs=100_000))
-        trial, started = running_since(system, sweep_id)
-        deadline = started + 3 * RQ_DEFAULT_HEARTBEAT_TTL + 5
-        while time.monotonic() < deadline:
-            now = system.get(f"/api/trials/{trial['id']}")
-            assert (now["status"], now["attempts"]) == ("running", 1), now["reason"]
-            time.sleep(1)  # a watch over a fixed span, not a wait for a condition
-        code, _ = system.post(f"/api/trials/{trial['id']}/stop")
-        assert code == 200
-        system.wait_until_done(sweep_id, timeout=60)
-        ended = system.get(f"/api/trials/{trial['id']}")
-        assert (ended["status"], ended["attempts"]) == ("stopped", 1), ended["reason"]
-        epochs = [h["epoch"] for h in ended["history"]]
-        assert epochs == [float(e) for e in range(1, len(epochs) + 1)]
-        assert len(epochs) >= 20  # it trained all along
+        watch_then_stop(system, 3 * RQ_DEFAULT_HEARTBEAT_TTL + 5)
+
+
+def watch_then_stop(system: System, seconds: float) -> None:
+    """Run one long trial for `seconds`, checking all along that it runs on its first
+    attempt, then stop it: it ends stopped, on that attempt, with every epoch recorded."""
+    sweep_id = system.submit(long_trial_spec("outlive-the-timeouts", epochs=100_000))
+    trial, started = running_since(system, sweep_id)
+    deadline = started + seconds
+    while time.monotonic() < deadline:
+        now = system.get(f"/api/trials/{trial['id']}")
+        assert (now["status"], now["attempts"]) == ("running", 1), now["reason"]
+        time.sleep(1)  # a watch over a fixed span, not a wait for a condition
+    code, _ = system.post(f"/api/trials/{trial['id']}/stop")
+    assert code == 200
+    system.wait_until_done(sweep_id, timeout=60)
+    ended = system.get(f"/api/trials/{trial['id']}")
+    assert (ended["status"], ended["attempts"]) == ("stopped", 1), ended["reason"]
+    epochs = [h["epoch"] for h in ended["history"]]
+    assert epochs == [float(e) for e in range(1, len(epochs) + 1)]
+    assert len(epochs) >= 20  # it trained all along

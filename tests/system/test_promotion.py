@@ -19,7 +19,7 @@ from core.model import FullyConnectedNet
 from tests.master.factories import example_spec
 from tests.servers import trained_as_workers_do, wait_for
 from tests.system.conftest import System, running_system
-from tests.system.test_recovery import DATABASES
+from tests.system.test_recovery import DATABASES, PROTOCOL_ONLY
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +87,7 @@ def test_promoted_trials_go_on_exactly_and_show_where_they_came_from(system: Sys
     assert sweep["epochs_trained"] == pytest.approx(8 + 8 + 6)
 
 
+@PROTOCOL_ONLY
 def test_a_killed_worker_promoted_trial_resumes_and_still_ends_exactly(system: System) -> None:
     spec = promoting_spec(
         "promote-kill",
