@@ -1,7 +1,7 @@
 """A soak of long and short trials through crashes: 200 trials, 4 of them over 2 minutes,
 2 workers, one worker SIGKILLed and Redis restarted mid-way. Every trial must end accounted
 for, with its history exactly 1..N. About 10 minutes, so it runs only on request:
-HPSEARCH_SOAK=1 python3 -m pytest -s tests/system/test_soak.py"""
+HPSEARCH_SOAK=1 python3 -m pytest -n 0 -s tests/system/test_soak.py"""
 
 from __future__ import annotations
 
