@@ -198,8 +198,8 @@ def _state_to_dict(
 
 def _pack_history(history: History) -> tuple[np.ndarray, list[list[Any]], dict[str, Any]]:
     """The per-epoch series as one float64 array, and where each lies in it: [field, key
-    (None for a plain list), shape]. A series that is no rectangle of numbers (none is,
-    today) is returned apart, to be kept in the JSON."""
+    (None for a plain list), shape]. A series that is no rectangle of numbers (ragged, or
+    with a None in it; none is, today) is returned apart, to be kept in the JSON as it is."""
     parts: list[np.ndarray] = []
     layout: list[list[Any]] = []
     unpacked: dict[str, Any] = {}
@@ -211,15 +211,17 @@ def _pack_history(history: History) -> tuple[np.ndarray, list[list[Any]], dict[s
         series = value.items() if isinstance(value, dict) else [(None, value)]
         for key, values in series:
             try:
-                array = np.asarray(values, dtype=np.float64)
-            except (ValueError, TypeError):  # ragged
+                array = np.asarray(values)
+            except ValueError:  # ragged
+                array = np.asarray(None)
+            if array.dtype.kind not in "fiu":  # ragged, or holding a None (no NaN here)
                 if key is None:
                     unpacked[name] = values
                 else:
                     unpacked[name][key] = values
                 continue
             layout.append([name, key, list(array.shape)])
-            parts.append(array.ravel())
+            parts.append(array.ravel().astype(np.float64, copy=False))
     packed = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
     return packed, layout, unpacked
 

@@ -228,12 +228,16 @@ def test_the_history_is_an_array_so_the_json_does_not_grow_with_the_epochs(
     assert abs(sizes[8] - sizes[2]) < 16  # a digit or two of the layout's shapes
 
 
-def test_a_ragged_history_series_is_kept_in_the_json(digits: Dataset, tmp_path: Path) -> None:
+def test_a_ragged_history_series_or_one_with_a_none_is_kept_in_the_json(
+    digits: Dataset, tmp_path: Path
+) -> None:
     config = TrainConfig(num_epochs=2, hidden_sizes=(20,))
     model = build_model(config, digits)
     state = train(model, digits, config)
     state.history.activations["h1"] = [[0.5, 0.5], [1.0]]  # rows of two lengths
+    state.history.grad_norm["W1"] = [None, 2.0]  # type: ignore[list-item]  # NaN in an array
     path = save_checkpoint(tmp_path / "ragged.npz", model, state)
     meta = read_summary(path)
     assert meta["state"]["history"]["activations"]["h1"] == [[0.5, 0.5], [1.0]]
+    assert meta["state"]["history"]["grad_norm"]["W1"] == [None, 2.0]
     assert load_checkpoint(path).state.history == state.history
