@@ -7,10 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# One BLAS thread in the test processes too, set before numpy loads (pytest-xdist's test
-# processes inherit it), as in every process they start (tests.servers): OpenBLAS's threads
-# spin while they wait, and in one CI run a CPU-bound test beside the system tests' training
-# workers took 46 s instead of its 3 s alone.
+# One BLAS thread in every test process and every process the tests start, as `hpsearch up`
+# runs workers. Set before numpy loads (pytest-xdist's test processes and the servers the
+# tests start inherit it; master.up's BLAS_THREAD_VARIABLES is not imported for it, so that
+# nothing can load numpy first):
+# - the thread count changes how float sums are split, and a worker's parameters equal the
+#   same training in a test process bit for bit only at the same count (importing a benchmark
+#   used to set it for the workers alone);
+# - OpenBLAS's threads spin while they wait: two in a test process beside the system tests'
+#   training workers made a CPU-bound test take 46 s instead of its 3 s alone;
+# - two workers of two threads each on two cores ran the soak's long trials 6x slower.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
 

@@ -16,36 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from threadpoolctl import threadpool_limits
-
-from core.config import TrainConfig
-from core.data import Dataset
-from core.model import FullyConnectedNet
-from core.state import TrainState
-from core.trainer import build_model, train
-
 # The probes `hpsearch up` uses, re-exported for the tests.
-from master.up import BLAS_THREAD_VARIABLES, redis_answers
 from master.up import free_port as free_port
 from master.up import http_answers as http_answers
+from master.up import redis_answers
 from master.up import redis_server_binary as redis_server_binary
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
-# Every process the tests start runs BLAS on one thread, as `hpsearch up` runs workers: the
-# thread count changes how float sums are split, so a worker's parameters equal the same
-# training in the test process (under trained_as_workers_do) bit for bit only at one count.
-# Set here rather than inherited: importing a benchmark sets these in the test process.
-ONE_BLAS_THREAD = dict.fromkeys(BLAS_THREAD_VARIABLES, "1")
-
-
-def trained_as_workers_do(
-    config: TrainConfig, data: Dataset
-) -> tuple[FullyConnectedNet, TrainState]:
-    """The run a worker makes of `config`: trained here with one BLAS thread, as workers are."""
-    with threadpool_limits(limits=1):
-        model = build_model(config, data)
-        return model, train(model, data, config)
 
 
 def wait_for(
@@ -124,7 +102,7 @@ class Processes:
         log = open(self.logs / f"{name}.log", "ab")  # the child keeps its own copy
         process = subprocess.Popen(
             command,
-            env={**os.environ, **ONE_BLAS_THREAD, **self.env, **env},
+            env={**os.environ, **self.env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -21,8 +21,17 @@ from core.checkpoint import (
 )
 from core.config import TrainConfig
 from core.data import Dataset
+from core.model import FullyConnectedNet
+from core.state import TrainState
 from core.trainer import build_model, train
 from tests.core.factories import as_format_2, as_older_format, history_in_json
+
+
+def small_run(digits: Dataset, num_epochs: int) -> tuple[FullyConnectedNet, TrainState]:
+    """A one-hidden-layer net trained on digits for `num_epochs`, and its state."""
+    config = TrainConfig(num_epochs=num_epochs, hidden_sizes=(20,))
+    model = build_model(config, digits)
+    return model, train(model, digits, config)
 
 
 def test_name_format_and_parse_round_trip() -> None:
@@ -136,9 +145,7 @@ def test_loading_bad_files_names_the_file(tmp_path: Path) -> None:
 def test_every_kind_of_damage_is_a_checkpoint_error_naming_the_file(
     digits: Dataset, tmp_path: Path
 ) -> None:
-    config = TrainConfig(num_epochs=1, hidden_sizes=(20,))
-    model = build_model(config, digits)
-    good = save_checkpoint(tmp_path / "good.npz", model, train(model, digits, config))
+    good = save_checkpoint(tmp_path / "good.npz", *small_run(digits, 1))
     data = good.read_bytes()
     damaged = {"empty": b"", "only its first byte": data[:1]}
     damaged |= {f"cut at {n}/8": data[: len(data) * n // 8] for n in range(1, 8)}
@@ -164,9 +171,7 @@ def test_every_kind_of_damage_is_a_checkpoint_error_naming_the_file(
 def test_a_format_1_checkpoint_with_its_costs_in_the_json_still_loads(
     digits: Dataset, tmp_path: Path
 ) -> None:
-    config = TrainConfig(num_epochs=2, hidden_sizes=(20,))
-    model = build_model(config, digits)
-    state = train(model, digits, config)
+    model, state = small_run(digits, 2)
     path = save_checkpoint(tmp_path / "new.npz", model, state)
     with np.load(path) as archive:
         arrays = {key: archive[key] for key in archive.files}
@@ -192,9 +197,7 @@ def test_a_format_1_checkpoint_with_its_costs_in_the_json_still_loads(
 def test_the_preprocessing_round_trips_and_format_3_and_2_files_load(
     digits: Dataset, tmp_path: Path
 ) -> None:
-    config = TrainConfig(num_epochs=1, hidden_sizes=(20,))
-    model = build_model(config, digits)
-    state = train(model, digits, config)
+    model, state = small_run(digits, 1)
     path = save_checkpoint(tmp_path / "new.npz", model, state, preprocessing=digits.preprocessing)
     loaded = load_checkpoint(path)
     assert loaded.format == 4 and loaded.preprocessing is not None
@@ -217,9 +220,7 @@ def test_the_history_is_an_array_so_the_json_does_not_grow_with_the_epochs(
 ) -> None:
     sizes = {}
     for epochs in (2, 8):
-        config = TrainConfig(num_epochs=epochs, hidden_sizes=(20,))
-        model = build_model(config, digits)
-        state = train(model, digits, config)
+        model, state = small_run(digits, epochs)
         path = save_checkpoint(tmp_path / f"ep{epochs}.npz", model, state)
         with np.load(path) as archive:
             sizes[epochs] = archive[ckpt.META_KEY].size
@@ -231,9 +232,7 @@ def test_the_history_is_an_array_so_the_json_does_not_grow_with_the_epochs(
 def test_a_ragged_history_series_or_one_with_a_none_is_kept_in_the_json(
     digits: Dataset, tmp_path: Path
 ) -> None:
-    config = TrainConfig(num_epochs=2, hidden_sizes=(20,))
-    model = build_model(config, digits)
-    state = train(model, digits, config)
+    model, state = small_run(digits, 2)
     state.history.activations["h1"] = [[0.5, 0.5], [1.0]]  # rows of two lengths
     state.history.grad_norm["W1"] = [None, 2.0]  # type: ignore[list-item]  # NaN in an array
     path = save_checkpoint(tmp_path / "ragged.npz", model, state)

@@ -16,8 +16,9 @@ from core.checkpoint import load_checkpoint
 from core.config import TrainConfig
 from core.data import load_dataset
 from core.model import FullyConnectedNet
+from core.trainer import build_model, train
 from tests.master.factories import example_spec
-from tests.servers import trained_as_workers_do, wait_for
+from tests.servers import wait_for
 from tests.system.conftest import System, running_system
 from tests.system.test_recovery import DATABASES, PROTOCOL_ONLY
 
@@ -45,7 +46,9 @@ def trained_from_scratch(trial: dict[str, Any], explode_factor: float) -> tuple[
         {**trial["hyperparameters"], "num_epochs": trial["num_epochs"],
          "seed": trial["seed"], "explode_factor": explode_factor}
     )  # fmt: skip
-    return trained_as_workers_do(config, load_dataset("digits"))
+    data = load_dataset("digits")
+    model = build_model(config, data)
+    return model, train(model, data, config)
 
 
 def final_model(system: System, trial: dict[str, Any]) -> FullyConnectedNet:

@@ -19,8 +19,9 @@ import pytest
 from core.config import TrainConfig
 from core.data import load_dataset
 from core.messages import EVENT_STREAM
+from core.trainer import build_model, train
 from tests.master.factories import example_spec
-from tests.servers import REPO, http, trained_as_workers_do, wait_for
+from tests.servers import REPO, http, wait_for
 from tests.system.conftest import FINAL, System, running_system
 from tests.tcp_proxy import TcpProxy
 
@@ -108,7 +109,8 @@ def test_a_killed_worker_is_noticed_and_its_trial_resumes_elsewhere(system: Syst
         {**detail["hyperparameters"], "num_epochs": detail["num_epochs"],
          "seed": detail["seed"], "explode_factor": spec["explode_factor"]}
     )  # fmt: skip
-    reference = trained_as_workers_do(config, load_dataset("digits"))[1].history
+    data = load_dataset("digits")
+    reference = train(build_model(config, data), data, config).history
     assert [h["val_acc"] for h in detail["history"]] == reference.val_acc
     assert [h["train_acc"] for h in detail["history"]] == reference.train_acc
     assert done["best_val_acc"] == pytest.approx(max(reference.val_acc), abs=1e-4)

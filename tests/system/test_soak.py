@@ -19,10 +19,6 @@ from tests.servers import wait_for
 from tests.system.conftest import FINAL, running_system
 from tests.system.test_recovery import assert_accounted_for, short_trials_spec
 
-# One BLAS thread per worker, as `hpsearch up` gives them: two workers of two threads each
-# on two cores ran the long trials 6x slower here.
-WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not os.environ.get("HPSEARCH_SOAK"), reason="set HPSEARCH_SOAK=1"),
@@ -45,7 +41,7 @@ def test_a_soak_of_long_and_short_trials_through_a_worker_kill_and_a_redis_resta
 ) -> None:
     kind = "postgresql" if os.environ.get("HPSEARCH_TEST_DATABASE_URL") else "sqlite"
     started = time.monotonic()
-    with running_system(tmp_path, kind, workers=2, worker_env=WORKER_ENV) as system:
+    with running_system(tmp_path, kind, workers=2) as system:
         long_id = system.submit(long_trials_spec(4, 80))
         short_id = system.submit(short_trials_spec("soak-short", 196, epochs=2))
 
@@ -56,7 +52,7 @@ def test_a_soak_of_long_and_short_trials_through_a_worker_kill_and_a_redis_resta
         victim = next(iter(system.workers))
         system.workers[victim].send_signal(signal.SIGKILL)
         system.workers[victim].wait()
-        system.start_worker("w2-replacement", env=WORKER_ENV)
+        system.start_worker("w2-replacement")
         print(f"\n{time.monotonic() - started:.0f} s: SIGKILLed {victim}, started a replacement")
         time.sleep(20)  # the soak runs on between the two faults
         system.redis_server.stop()
