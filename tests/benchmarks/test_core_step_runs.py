@@ -16,7 +16,8 @@ def test_step_benchmark_runs_on_a_small_shape() -> None:
 def test_overhead_benchmark_runs_and_reports() -> None:
     o = core_step.trainer_overhead(rounds=1)
     assert all(math.isfinite(v) for v in o.values())
-    assert o["train_ms"] > o["no_eval_ms"] > 0 and o["bare_ms"] > 0
+    # Each is positive; which is larger is a timing, which a loaded machine can flip.
+    assert o["train_ms"] > 0 and o["no_eval_ms"] > 0 and o["bare_ms"] > 0
     report = core_step.overhead_report(o)
     assert "without evaluation" in report and "batch sampling" in report
     assert core_step.trainer.record_epoch.__name__ == "record_epoch"  # restored after patching
