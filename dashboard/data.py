@@ -14,9 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from dashboard.figures import ensembles_figure, sweep_figures
-from dashboard.files import NoSuchFile, checkpoint_path, inside
+from dashboard.files import NoSuchFile, best_on_disk, checkpoint_path
 from dashboard.glance import curves_figure, importance_figure
-from dashboard.leaderboard import best_checkpoint
 from dashboard.state import DashboardDep, Id
 from dashboard.trial_figures import trial_figures
 from dashboard.weights import NoImage, first_layer_png
@@ -90,12 +89,12 @@ def read_trial_figures(trial_id: Id, dashboard: DashboardDep) -> dict[str, Any]:
 def read_weights(trial_id: Id, dashboard: DashboardDep) -> Response:
     """The first-layer weights of the trial's best checkpoint, one tile per hidden unit."""
     with dashboard.db.reading() as session:
-        best = best_checkpoint(get_trial(session, trial_id).checkpoints)
+        best = best_on_disk(dashboard.settings.checkpoint_dir, get_trial(session, trial_id))
     if best is None:
         raise NotFound(f"trial {trial_id}: no checkpoint yet")
     try:
-        png = first_layer_png(inside(dashboard.settings.checkpoint_dir, best))
-    except (NoSuchFile, NoImage) as exc:
+        png = first_layer_png(best)
+    except NoImage as exc:
         raise NotFound(f"trial {trial_id}: {exc}") from None
     return Response(png, media_type="image/png")
 

@@ -3,9 +3,11 @@ CHECKPOINT_DIR, whatever a URL or a database row says."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path, PurePosixPath
 
-from core.checkpoint import CheckpointError, parse_checkpoint_name
+from core.checkpoint import CheckpointError, best_first, parse_checkpoint_name
 from master.models import Trial
 
 
@@ -40,3 +42,36 @@ def inside(root: Path, relative: str) -> Path:
     if not path.is_file():
         raise NoSuchFile(f"{relative}: no such file in the checkpoint directory")
     return path
+
+
+def best_on_disk(root: Path, trial: Trial) -> Path | None:
+    """The best of the trial's checkpoint files that are on disk now, or None.
+
+    The database lags the worker: by the time a page asks, the worker may have pruned the
+    best file its last applied event recorded, for a better one its next event will report.
+    So the recorded files are tried best first, then the trial's files beside them.
+    """
+    recorded = ranked_checkpoints(trial.checkpoints)
+
+    def beside() -> Iterator[str]:
+        for folder in sorted({str(PurePosixPath(p).parent) for p in recorded}):
+            found = (root / folder).glob(f"val*_trial{trial.id:06d}_ep*.npz")
+            yield from ranked_checkpoints([f"{folder}/{path.name}" for path in found])
+
+    for relative in chain(recorded, beside()):
+        try:
+            return inside(root, relative)
+        except NoSuchFile:
+            continue
+    return None
+
+
+def ranked_checkpoints(paths: Iterable[str]) -> list[str]:
+    """The paths whose names are checkpoint names, best first (core.checkpoint.best_first)."""
+    named = []
+    for path in paths:
+        try:
+            named.append((best_first(parse_checkpoint_name(path)), path))
+        except CheckpointError:
+            continue
+    return [path for _, path in sorted(named, reverse=True)]

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from core.checkpoint import CheckpointError, best_first, parse_checkpoint_name
+from dashboard.files import ranked_checkpoints
 from dashboard.health import Health, health_of
 from master.models import Sweep, Trial, TrialEpoch, ranking
 
@@ -157,10 +157,5 @@ def latest_update_ratios(session: Session, trial_ids: list[int]) -> dict[int, di
 
 def best_checkpoint(checkpoints: list[str]) -> str | None:
     """The best of a trial's checkpoints by their names (core.checkpoint.best_first)."""
-    named = []
-    for path in checkpoints:
-        try:
-            named.append((best_first(parse_checkpoint_name(path)), path))
-        except CheckpointError:
-            continue
-    return max(named)[1] if named else None
+    ranked = ranked_checkpoints(checkpoints)
+    return ranked[0] if ranked else None

@@ -17,7 +17,7 @@ from core.checkpoint import parse_checkpoint_name
 from core.config import TrainConfig
 from core.distributions import PROBE_ROWS
 from dashboard.figures import log_parameters, pair_of
-from dashboard.files import NoSuchFile, inside
+from dashboard.files import best_on_disk
 from dashboard.leaderboard import Filters, best_checkpoint, load_leaderboard, sweep_choices
 from dashboard.state import Dashboard, DashboardDep, Id
 from dashboard.sweep_list import list_sweeps
@@ -25,7 +25,7 @@ from dashboard.weights import NoImage, describe_first_layer
 from master.diagnoses import trial_findings
 from master.evaluating import best_checkpoint as best_epoch_file
 from master.evaluating import trial_lookup
-from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, TrialStatus
+from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, Trial, TrialStatus
 from master.schemas import WorkerPublic
 from master.settings import redact_url
 from master.sweeps import get_sweep, get_trial
@@ -161,7 +161,7 @@ def read_trial(
         trial = get_trial(session, trial_id)
         sweep = session.get(Sweep, trial.sweep_id)
         best = best_checkpoint(trial.checkpoints)
-        weights_note = None if part else _weights_note(dashboard.settings.checkpoint_dir, best)
+        weights_note = None if part else _weights_note(dashboard.settings.checkpoint_dir, trial)
         hidden = trial.hyperparameters.get("hidden_sizes") or TrainConfig().hidden_sizes
         # A promoted trial whose best epoch is its parent's: that file is the parent's.
         best_file = best_epoch_file(trial, trial_lookup(session))
@@ -187,19 +187,20 @@ def read_trial(
         )
 
 
-def _weights_note(root: Path, best: str | None) -> dict[str, Any]:
+def _weights_note(root: Path, trial: Trial) -> dict[str, Any]:
     """Whether the first-layer weights can be drawn, and what the picture holds."""
+    best = best_on_disk(root, trial)
     if best is None:
         return {"ok": False, "text": "no checkpoint yet"}
     try:
-        shown, units, shape = describe_first_layer(inside(root, best))
-    except (NoSuchFile, NoImage) as exc:
+        shown, units, shape = describe_first_layer(best)
+    except NoImage as exc:
         return {"ok": False, "text": str(exc)}
     more = f" (the first {shown} of {units})" if shown < units else ""
     size = "x".join(map(str, shape))
     return {
         "ok": True,
-        "text": f"{units} hidden units as {size} images{more}, from {PurePosixPath(best).name}",
+        "text": f"{units} hidden units as {size} images{more}, from {best.name}",
     }
 
 

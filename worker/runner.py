@@ -125,8 +125,11 @@ class _Lease(threading.Thread):
             if self.execution is not None:
                 # Only updates an entry that exists (XX): an ended job is not re-added.
                 self.execution.heartbeat(self.registry, ttl, pipeline=pipe)
+            # The lease runs from when Redis set it, which is no earlier than this: a reply
+            # held up by a partition must not make a lease the master gave up look fresh.
+            sent = time.monotonic()
             dead = pipe.execute()[1]
-        LEASE_RENEWED[self.job_id] = time.monotonic()
+        LEASE_RENEWED[self.job_id] = sent
         if dead:
             log.warning("job %s was given up for dead by the master; ending it", self.job_id)
             SUPERSEDED.add(self.job_id)

@@ -76,7 +76,15 @@ def open_page(browser: Any, url: str) -> Any:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    # A failed load's message does not name the resource; its location does.
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(f"{msg.text} ({msg.location.get('url')})")
+            if msg.type == "error"
+            else None
+        ),
+    )
     page.goto(url)
     page.errors = errors
     return page

@@ -143,6 +143,24 @@ def test_weights_image_is_a_png_of_one_tile_per_unit(board: Board) -> None:
     assert board.client.get(f"/trials/{board.exploded}/weights.png").status_code == 404
 
 
+def test_weights_come_from_the_file_on_disk_when_the_recorded_best_was_pruned(
+    board: Board,
+) -> None:
+    # The worker pruned the best file the database records, for a better one whose event
+    # the master has not applied yet: the page and the image use the newer file, not a 404.
+    with board.db.reading() as session:
+        recorded = session.get_one(Trial, board.with_checkpoint).checkpoints[0]
+    old = board.checkpoints / recorded
+    newer = old.with_name(old.name.replace("val0.9100", "val0.9300").replace("ep002", "ep003"))
+    old.rename(newer)
+    page, image = f"/trials/{board.with_checkpoint}", f"/trials/{board.with_checkpoint}/weights.png"
+    assert f"12 hidden units as 8x8 images, from {newer.name}" in board.client.get(page).text
+    assert board.client.get(image).status_code == 200
+    newer.unlink()  # none left on disk: "not yet", and the image is a 404
+    assert "Not shown: no checkpoint yet" in board.client.get(page).text
+    assert board.client.get(image).status_code == 404
+
+
 def test_figures_hold_one_point_per_scored_trial(board: Board) -> None:
     body = board.client.get(f"/api/sweeps/{board.sweep_id}/figures").json()
     figures = body["figures"]

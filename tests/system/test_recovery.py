@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -18,7 +18,7 @@ import pytest
 
 from core.config import TrainConfig
 from core.data import load_dataset
-from core.messages import EVENT_STREAM
+from core.messages import EVENT_STREAM, dead_job_key
 from core.trainer import build_model, train
 from tests.master.factories import example_spec
 from tests.servers import REPO, http, wait_for
@@ -363,33 +363,43 @@ def test_a_master_down_longer_than_rq_keeps_finished_jobs_reruns_nothing(
     assert [t["attempts"] for t in trials] == [1] * 60  # none was run again
 
 
+def one_trial_under_way_behind(
+    system: System, redis_url: str, epochs: int
+) -> tuple[int, Callable[[], dict[str, Any]]]:
+    """A one-trial sweep started on worker "cut-off", which reaches Redis at `redis_url`,
+    trained 3 of its `epochs` (about 0.1 s each here) there; then worker "other" starts.
+    Returns the sweep's id and a reader of the trial."""
+    system.start_worker("cut-off", env={"REDIS_URL": redis_url})
+    sweep_id = system.submit(
+        example_spec(
+            name="partition",
+            model={"hidden_sizes": [300, 300]},
+            fixed={"update": "momentum", "batch_size": 10, "learning_rate": 0.01},
+            space={"reg": {"dist": "loguniform", "low": 1e-5, "high": 1e-4}},
+            stages=[{"trials": 1, "epochs": epochs}],
+        )
+    )
+
+    def trial() -> dict[str, Any]:
+        return dict(system.trials(sweep_id)[0])
+
+    wait_for(lambda: trial()["epochs_done"] >= 3, 60, "three epochs on the cut-off worker")
+    system.start_worker("other")
+    return sweep_id, trial
+
+
 def test_a_worker_cut_off_past_its_lease_hands_its_trial_over_cleanly(tmp_path: Path) -> None:
     """A partition: the worker running a trial loses Redis (through a proxy that resets and
     refuses its connections) for longer than its lease, while the master and another worker
     keep it. The trial resumes on the other worker, the cut-off attempt learns it was given
     up once the link is back, and the trial ends exact, its files all recorded. (With its
     connections reset the cut-off attempt runs ahead of its successor, whose pruning then
-    removes what it wrote: the write fence for an attempt that is behind is tested in
-    tests/worker/test_jobs.py.)"""
+    removes what it wrote: an attempt that is behind is the next test's.)"""
     with running_system(tmp_path, "sqlite", workers=0) as system:
         proxy = TcpProxy(("127.0.0.1", system.redis_server.port))
         proxy.start()
-        system.start_worker("cut-off", env={"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"})
-        sweep_id = system.submit(
-            example_spec(
-                name="partition",
-                model={"hidden_sizes": [300, 300]},
-                fixed={"update": "momentum", "batch_size": 10, "learning_rate": 0.01},
-                space={"reg": {"dist": "loguniform", "low": 1e-5, "high": 1e-4}},
-                stages=[{"trials": 1, "epochs": 200}],  # about 20 s here
-            )
-        )
-
-        def trial() -> dict[str, Any]:
-            return dict(system.trials(sweep_id)[0])
-
-        wait_for(lambda: trial()["epochs_done"] >= 3, 60, "three epochs on the cut-off worker")
-        system.start_worker("other")
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        sweep_id, trial = one_trial_under_way_behind(system, url, epochs=200)  # about 20 s
         proxy.cut()
         wait_for(
             lambda: trial()["attempts"] == 2 and trial()["worker"] == "other",
@@ -409,4 +419,37 @@ def test_a_worker_cut_off_past_its_lease_hands_its_trial_over_cleanly(tmp_path: 
         assert on_disk == sorted(done["checkpoints"])  # best and latest, nothing stray
         log = (system.processes.logs / "cut-off.log").read_text()
         assert "was given up for dead by the master" in log
+        proxy.cut()
+
+
+def test_a_worker_whose_replies_arrive_after_its_trial_ended_elsewhere_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """The partition the issue saw: the cut-off attempt is *behind* its successor. From a
+    lease renewal on, Redis's replies to a worker are held (its requests still arrive, as
+    over a link that drops packets one way until TCP's retransmission gets them through)
+    for longer than its lease. The trial resumes on another worker and finishes there; then
+    the held replies arrive, first that renewal's, which Redis executed before the master
+    gave the job up. It must not make the lease look fresh: the cut-off attempt writes and
+    prunes nothing, so the files on disk stay exactly the ones the finished trial records."""
+    with running_system(tmp_path, "sqlite", workers=0) as system:
+        proxy = TcpProxy(("127.0.0.1", system.redis_server.port))
+        proxy.start()
+        # Held replies must arrive, not time out (RQ's own socket timeout is 11 s).
+        url = f"redis://127.0.0.1:{proxy.port}/0?socket_timeout=120"
+        sweep_id, trial = one_trial_under_way_behind(system, url, epochs=100)
+        proxy.hold_replies(after=dead_job_key("").encode())  # the next lease renewal
+        system.wait_until_done(sweep_id, timeout=120)
+        done = system.get(f"/api/trials/{trial()['id']}")
+        assert (done["status"], done["attempts"], done["worker"]) == ("finished", 2, "other")
+        proxy.release()
+        log = system.processes.logs / "cut-off.log"
+        wait_for(lambda: "Job OK" in log.read_text(), 60, "the cut-off attempt to end")
+
+        assert "was given up for dead by the master" in log.read_text()
+        on_disk = sorted(
+            str(p.relative_to(system.checkpoints)) for p in system.checkpoints.rglob("*.npz")
+        )
+        assert on_disk == sorted(system.get(f"/api/trials/{done['id']}")["checkpoints"])
+        assert [h["epoch"] for h in done["history"]] == [float(e) for e in range(1, 101)]
         proxy.cut()
