@@ -12,7 +12,6 @@ ensemble, as many as its chosen k, from the master, read under --checkpoint-dir.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from core.predict import WEIGHTS, load_ensemble, read_inputs
+from master.settings import ClientSettings
 from master.submit import POLL_SECONDS, SubmitError, request
 
-DEFAULT_CHECKPOINT_DIR = "hpsearch-data/checkpoints"  # where `hpsearch up` keeps them
 ENSEMBLE_WAIT_SECONDS = 3600  # a seeds ensemble trains its re-trainings first
 
 
@@ -63,8 +62,8 @@ def register(subparsers: Any) -> None:
         "--checkpoint-dir",
         type=Path,
         default=None,
-        help=f"with --ensemble: where the checkpoints are (default: CHECKPOINT_DIR or "
-        f"{DEFAULT_CHECKPOINT_DIR})",
+        help="with --ensemble: where the checkpoints are (default: CHECKPOINT_DIR, else "
+        "HPSEARCH_DATA_DIR/checkpoints, as for the other services)",
     )
     predict.add_argument("--url", default=None, help="with --ensemble: the master's URL")
     predict.set_defaults(run=run_predict)
@@ -92,7 +91,7 @@ def register(subparsers: Any) -> None:
 
 
 def _url(given: str | None) -> str:
-    return (given or os.environ.get("HPSEARCH_URL") or "http://127.0.0.1:8000").rstrip("/")
+    return ClientSettings().api(given)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -124,7 +123,7 @@ def _ensemble_paths(args: argparse.Namespace) -> tuple[list[Path], str]:
             f"ensemble {args.ensemble} is {ensemble['status']}: only a finished one has a "
             f"chosen k to predict with"
         )
-    root = args.checkpoint_dir or Path(os.environ.get("CHECKPOINT_DIR") or DEFAULT_CHECKPOINT_DIR)
+    root = args.checkpoint_dir or ClientSettings().checkpoint_dir
     members = ensemble["members"][: ensemble["k"]]
     paths = [root / m["checkpoint"] for m in members]
     trials = ", ".join(str(m["trial_id"]) for m in members)

@@ -51,6 +51,7 @@ from master.models import (
     TrialStatus,
     utcnow,
 )
+from master.settings import Settings
 
 log = logging.getLogger(__name__)
 SWEEP_RECORD = "sweep.json"
@@ -315,7 +316,7 @@ def _number_within_stages(session: Session, sweep_ids: list[int]) -> None:
 
 
 def run_reindex(args: argparse.Namespace) -> int:
-    url = args.database_url or os.environ.get("DATABASE_URL")
+    url = args.database_url or Settings().database_url
     if not url:
         raise ReindexError("give --database-url (or DATABASE_URL): the database to write into")
     db = Database(url)

@@ -1,4 +1,5 @@
-"""Every setting of the master, workers and dashboard: environment variables, read once.
+"""The master's and dashboard's settings, and the CLI clients': environment variables, read
+once, on the base every process shares (worker.settings.SharedSettings).
 
 Defaults make `hpsearch up` work with nothing set: a data directory under the current one
 holds the SQLite database and the checkpoints. The names are the ones DESIGN.md gives
@@ -8,55 +9,48 @@ holds the SQLite database and the checkpoints. The names are the ones DESIGN.md 
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
 
-from core.data import dataset_folders
 from core.messages import LEASE_SECONDS
+from worker.settings import SharedSettings, env
 
-DEFAULT_DATA_DIR = Path("hpsearch-data")
-
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name, name.lower())
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+class ClientSettings(SharedSettings):
+    """What `hpsearch submit`, `ensemble` and `predict --ensemble` read: where the master's
+    API is (the token and the checkpoint volume come from the base)."""
 
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+    url: str = Field(default=DEFAULT_URL, validation_alias=env("HPSEARCH_URL"))
+
+    def api(self, given: str | None = None) -> str:
+        """The API's base URL: `given` (a --url option) if any, else HPSEARCH_URL."""
+        return (given or self.url).rstrip("/")
+
+
+class Settings(SharedSettings):
     # Empty means SQLite under the data directory.
-    database_url: str = Field(default="", validation_alias=_env("DATABASE_URL"))
-    data_dir: Path = Field(default=DEFAULT_DATA_DIR, validation_alias=_env("HPSEARCH_DATA_DIR"))
-    # Empty means <data_dir>/checkpoints.
-    checkpoint_dir_setting: str = Field(default="", validation_alias=_env("CHECKPOINT_DIR"))
-    api_token: str = Field(default="", validation_alias=_env("HPSEARCH_API_TOKEN"))
+    database_url: str = Field(default="", validation_alias=env("DATABASE_URL"))
     # Where the dashboard sends a user's stop and cancel (the master's API).
-    master_url: str = Field(
-        default="http://127.0.0.1:8000", validation_alias=_env("HPSEARCH_MASTER_URL")
-    )
-    # Folders datasets may be read from, separated by ":"; empty means <data_dir>/datasets.
-    dataset_dirs_setting: str = Field(default="", validation_alias=_env("HPSEARCH_DATASET_DIRS"))
-    queue: str = Field(default="hpsearch", validation_alias=_env("HPSEARCH_QUEUE"))
-    max_trials: int = Field(default=10_000, ge=1, validation_alias=_env("HPSEARCH_MAX_TRIALS"))
+    master_url: str = Field(default=DEFAULT_URL, validation_alias=env("HPSEARCH_MASTER_URL"))
+    max_trials: int = Field(default=10_000, ge=1, validation_alias=env("HPSEARCH_MAX_TRIALS"))
     max_body_bytes: int = Field(
-        default=1_000_000, ge=1024, validation_alias=_env("HPSEARCH_MAX_BODY_BYTES")
+        default=1_000_000, ge=1024, validation_alias=env("HPSEARCH_MAX_BODY_BYTES")
     )
     # Seconds between the scheduler's passes over RQ (re-queue, clean-up, dead workers).
     reconcile_seconds: float = Field(
-        default=2.0, gt=0, validation_alias=_env("HPSEARCH_RECONCILE_SECONDS")
+        default=2.0, gt=0, validation_alias=env("HPSEARCH_RECONCILE_SECONDS")
     )
     # The active scheduler's lease (master.leadership), renewed on every pass (at least
     # twice a second): a standby master takes over this long after the active one died.
     scheduler_lease_seconds: float = Field(
-        default=10.0, ge=2.0, validation_alias=_env("HPSEARCH_SCHEDULER_LEASE_SECONDS")
+        default=10.0, ge=2.0, validation_alias=env("HPSEARCH_SCHEDULER_LEASE_SECONDS")
     )
     # How long Redis keeps a finished RQ job's record.
     result_ttl_seconds: int = Field(
-        default=600, ge=1, validation_alias=_env("HPSEARCH_RESULT_TTL_SECONDS")
+        default=600, ge=1, validation_alias=env("HPSEARCH_RESULT_TTL_SECONDS")
     )
 
     @model_validator(mode="after")
@@ -74,16 +68,6 @@ class Settings(BaseSettings):
                 "busy pass loses the lease to a standby"
             )
         return self
-
-    @cached_property
-    def checkpoint_dir(self) -> Path:
-        if self.checkpoint_dir_setting:
-            return Path(self.checkpoint_dir_setting)
-        return self.data_dir / "checkpoints"
-
-    @property
-    def dataset_dirs(self) -> list[Path]:
-        return dataset_folders(self.dataset_dirs_setting, self.data_dir)
 
     @cached_property
     def database(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import urllib.error
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from master.settings import ClientSettings
 
 POLL_SECONDS = 1.0
 EVALUATION_WAIT_SECONDS = 300  # for a finished sweep's test evaluation (a worker's job)
@@ -25,7 +26,7 @@ class SubmitError(ValueError):
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    url = (args.url or os.environ.get("HPSEARCH_URL") or "http://127.0.0.1:8000").rstrip("/")
+    url = ClientSettings().api(args.url)
     spec = load_spec_file(Path(args.file))
     sweep = request(url, "POST", "/api/sweeps", spec)
     print(
@@ -60,7 +61,7 @@ def request(url: str, method: str, path: str, body: Any = None) -> Any:
     if body is not None:
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
-    token = os.environ.get("HPSEARCH_API_TOKEN")
+    token = ClientSettings().api_token
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url + path, data=data, headers=headers, method=method)

@@ -38,6 +38,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from worker.settings import SharedSettings
+
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 10.0  # for each step of the shutdown
 APPLY_SECONDS = 5.0  # for the master to apply the workers' last events
@@ -62,7 +64,7 @@ def run_up(args: argparse.Namespace) -> int:
         **os.environ,
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "HPSEARCH_DATA_DIR": str(data_dir),
-        "CHECKPOINT_DIR": os.environ.get("CHECKPOINT_DIR") or str(data_dir / "checkpoints"),
+        "CHECKPOINT_DIR": str(SharedSettings(data_dir=data_dir).checkpoint_dir),
         "PYTHONUNBUFFERED": "1",
     }
     supervisor = _Supervisor(logs)

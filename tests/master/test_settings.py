@@ -3,10 +3,12 @@ name the variables."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from master.settings import Settings
+from master.settings import ClientSettings, Settings
 from worker.settings import WorkerSettings
 
 
@@ -37,3 +39,23 @@ def test_a_worker_heartbeat_shorter_than_a_few_renewals_is_refused(
     monkeypatch.setenv("HPSEARCH_HEARTBEAT_TTL_SECONDS", "2")
     with pytest.raises(ValidationError, match="HPSEARCH_HEARTBEAT_TTL_SECONDS"):
         WorkerSettings()
+
+
+def test_every_process_finds_the_checkpoints_in_the_same_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The worker's default used to be ./hpsearch-data/checkpoints whatever HPSEARCH_DATA_DIR
+    # said, while the master and dashboard looked under the data directory.
+    monkeypatch.delenv("CHECKPOINT_DIR", raising=False)
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path))
+    folders = {s().checkpoint_dir for s in (WorkerSettings, Settings, ClientSettings)}
+    assert folders == {tmp_path / "checkpoints"}
+    monkeypatch.setenv("CHECKPOINT_DIR", str(tmp_path / "volume"))
+    folders = {s().checkpoint_dir for s in (WorkerSettings, Settings, ClientSettings)}
+    assert folders == {tmp_path / "volume"}
+
+
+def test_clients_take_the_url_option_over_hpsearch_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPSEARCH_URL", "http://master:9000/")
+    assert ClientSettings().api() == "http://master:9000"
+    assert ClientSettings().api("http://other:8000") == "http://other:8000"
