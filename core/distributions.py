@@ -26,13 +26,15 @@ DECIMALS = 4  # shares are stored rounded: a trial's history stays small
 
 def activation_shares(out: np.ndarray) -> list[float]:
     """Shares of a layer's ReLU outputs (rows, units) in ACTIVATION_BINS."""
-    values = np.sort(out, axis=None)
-    # How many values are at most each edge, in the sorted values (4x faster than placing
-    # each value among the edges): bin 0 holds the zeros (ReLU outputs are >= 0), bin i the
-    # values in (edge i-1, edge i], the last one the values above the last edge.
-    at_most = np.searchsorted(values, np.asarray(ACTIVATION_EDGES, dtype=values.dtype), "right")
-    counts = np.diff(at_most, prepend=0, append=values.size)
-    return [round(float(c) / max(1, values.size), DECIMALS) for c in counts]
+    # How many values are at most each edge: bin 0 holds the zeros (ReLU outputs are >= 0),
+    # bin i the values in (edge i-1, edge i], the last one the values above the last edge.
+    # A whole-array count per edge costs a third less than sorting the values and placing
+    # the edges among them (and half as much as counting along an axis); the differences
+    # and shares are then taken on Python ints.
+    size, edges = out.size, np.asarray(ACTIVATION_EDGES, dtype=out.dtype)  # compared as stored
+    at_most = [int(np.count_nonzero(out <= edge)) for edge in edges] + [size]
+    counts = [at_most[0]] + [high - low for low, high in zip(at_most, at_most[1:], strict=False)]
+    return [round(count / max(1, size), DECIMALS) for count in counts]
 
 
 def dead_share(out: np.ndarray) -> float:

@@ -19,8 +19,10 @@ def test_overhead_benchmark_runs_and_reports() -> None:
     # Each is positive; which is larger is a timing, which a loaded machine can flip.
     assert o["train_ms"] > 0 and o["no_eval_ms"] > 0 and o["bare_ms"] > 0
     report = core_step.overhead_report(o)
-    assert "without evaluation" in report and "batch sampling" in report
-    assert core_step.trainer.record_epoch.__name__ == "record_epoch"  # restored after patching
+    assert "without evaluation" in report and "per-layer statistics" in report
+    # Restored after patching:
+    assert core_step.trainer.record_epoch.__name__ == "record_epoch"
+    assert core_step.trainer.layer_statistics.__name__ == "layer_statistics"
 
 
 def test_batchnorm_benchmark_times_both_nets() -> None:
