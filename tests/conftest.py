@@ -32,7 +32,9 @@ from tests.servers import redis_server  # noqa: E402
 
 # pytest-xdist runs the tests in two processes (pyproject.toml's addopts); every system test
 # runs in the same one, one after another: each starts workers that train on both cores,
-# and two at once would starve each other's leases.
+# and two at once would starve each other's leases. A system test with a group of its own
+# (xdist_group) keeps it: one that trains on a single core with margins of many seconds can
+# run beside the others, and the serial group sets CI's pace.
 SYSTEM_GROUP = "system"
 
 
@@ -66,7 +68,7 @@ def own_database(url: str, suffix: str) -> str:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.nodeid.startswith("tests/system/"):
+        if item.nodeid.startswith("tests/system/") and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(SYSTEM_GROUP))
 
 

@@ -53,6 +53,9 @@ def test_a_trial_outliving_rqs_registry_expiry_stays_on_its_first_attempt(
         watch_then_stop(system, 3 * max(ttl, LEASE_SECONDS) + 1)
 
 
+# One worker on one core, and margins of 29 s (RQ's expiry) and 4 s (the lease) against a
+# renewal every second: it can run beside the serial system tests, 105 s off CI's pace.
+@pytest.mark.xdist_group("system-real-timeouts")
 def test_a_trial_of_minutes_with_the_real_timeouts_stays_on_its_first_attempt(
     tmp_path: Path,
 ) -> None:
