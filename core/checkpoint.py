@@ -90,6 +90,11 @@ def reported_best(
     return best_val_acc, best_epoch
 
 
+def trial_pattern(trial_id: int) -> str:
+    """The glob pattern of every checkpoint name of one trial (checkpoint_name)."""
+    return f"val*_trial{trial_id:06d}_ep*.npz"
+
+
 def checkpoint_name(val_acc: float, trial_id: int, epoch: float) -> str:
     """The file name of a checkpoint: `val{acc:.4f}_trial{id:06d}_ep{epoch}.npz`."""
     if not 0.0 <= val_acc <= 1.0:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path, PurePosixPath
 
-from core.checkpoint import CheckpointError, best_first, parse_checkpoint_name
+from core.checkpoint import CheckpointError, best_first, parse_checkpoint_name, trial_pattern
 from master.models import Trial
 
 
@@ -55,7 +55,7 @@ def best_on_disk(root: Path, trial: Trial) -> Path | None:
 
     def beside() -> Iterator[str]:
         for folder in sorted({str(PurePosixPath(p).parent) for p in recorded}):
-            found = (root / folder).glob(f"val*_trial{trial.id:06d}_ep*.npz")
+            found = (root / folder).glob(trial_pattern(trial.id))
             yield from ranked_checkpoints([f"{folder}/{path.name}" for path in found])
 
     for relative in chain(recorded, beside()):

@@ -10,7 +10,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from core.checkpoint import CheckpointError, CheckpointName, best_first, parse_checkpoint_name
+from core.checkpoint import (
+    CheckpointError,
+    CheckpointName,
+    best_first,
+    parse_checkpoint_name,
+    trial_pattern,
+)
 
 # Puts each written checkpoint on disk (core.checkpoint.make_durable) while its trial trains
 # on: the trainer used to wait for the fsync, 4 ms of every epoch of the search benchmark's
@@ -21,7 +27,7 @@ SYNCER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-sync")
 def trial_checkpoints(directory: Path, trial_id: int) -> list[tuple[Path, CheckpointName]]:
     """This trial's checkpoint files in `directory`, oldest epoch first."""
     found = []
-    for path in directory.glob(f"val*_trial{trial_id:06d}_ep*.npz"):
+    for path in directory.glob(trial_pattern(trial_id)):
         try:
             found.append((path, parse_checkpoint_name(path)))
         except CheckpointError:

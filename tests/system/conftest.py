@@ -111,6 +111,10 @@ class System:
         except AssertionError:
             pass  # the tail shows whatever there is
 
+    def files_on_disk(self) -> list[str]:
+        """Every checkpoint file under CHECKPOINT_DIR, relative to it, sorted."""
+        return sorted(str(p.relative_to(self.checkpoints)) for p in self.checkpoints.rglob("*.npz"))
+
     def trials(self, sweep_id: int) -> list[dict[str, Any]]:
         """All of the sweep's trials, by id, a page of 1000 at a time."""
         found: list[dict[str, Any]] = []
