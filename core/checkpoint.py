@@ -149,8 +149,13 @@ def save_checkpoint(
     # Batchnorm's running statistics: state the test-mode passes need, and a resumed run.
     arrays.update({f"{BATCHNORM}/{name}": a for name, a in model.running_stats().items()})
     # The trainer's copies, flat as it keeps them: fewer archive entries to write every epoch.
+    # At an epoch that set a new best (most epochs of a short trial) the best copy is the
+    # parameters themselves: the JSON says so instead of storing them twice (a fifth of the
+    # file of an Adam model). A reader that does not know the flag sees no best copy, which
+    # training never reads back.
+    best_is_params = state.best_flat is not None and np.array_equal(state.best_flat, model.flat)
     for key, flat in ((BEST_KEY, state.best_flat), (AVERAGE_KEY, state.average_flat)):
-        if flat is not None:
+        if flat is not None and not (key == BEST_KEY and best_is_params):
             arrays[key] = flat
     optim_scalars: dict[str, Any] = {}
     for key, value in state.optim_config.items():
@@ -172,7 +177,11 @@ def save_checkpoint(
         "model": {"input_dim": model.input_dim, "num_classes": model.num_classes},
         "preprocessing": None if preprocessing is None else preprocessing.to_meta(),
         "config": state.config.to_dict(),
-        "state": {**_state_to_dict(state, optim_scalars, unpacked), "history_layout": layout},
+        "state": {
+            **_state_to_dict(state, optim_scalars, unpacked),
+            "history_layout": layout,
+            "best_is_params": best_is_params,
+        },
         "extra": extra or {},
     }
     arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -409,7 +418,11 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
         history=History.from_dict(history),
         best_val_acc=s["best_val_acc"],
         best_epoch=s["best_epoch"],
-        best_flat=_flat(model, arrays.get(BEST_KEY), groups["best"]),
+        best_flat=(
+            model.flat.copy()
+            if s.get("best_is_params")
+            else _flat(model, arrays.get(BEST_KEY), groups["best"])
+        ),
         average_flat=_flat(model, arrays.get(AVERAGE_KEY), groups["average"]),
         average_every=s["average_every"],
         average_keep=s["average_keep"],

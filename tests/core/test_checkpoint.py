@@ -77,12 +77,19 @@ def test_name_rejects_impossible_values() -> None:
         checkpoint_name(1.5, 1, 1)
 
 
+def adam_run(digits: Dataset, epochs: int) -> tuple[TrainConfig, FullyConnectedNet, TrainState]:
+    """A small Adam run of `epochs` on digits: its config, model and state."""
+    config = TrainConfig(
+        num_epochs=epochs, update="adam", learning_rate=3e-3, hidden_sizes=(30, 20)
+    )
+    model = build_model(config, digits)
+    return config, model, train(model, digits, config)
+
+
 def test_round_trip_predicts_identically_and_keeps_everything(
     digits: Dataset, tmp_path: Path
 ) -> None:
-    config = TrainConfig(num_epochs=2, update="adam", learning_rate=3e-3, hidden_sizes=(30, 20))
-    model = build_model(config, digits)
-    state = train(model, digits, config)
+    config, model, state = adam_run(digits, epochs=2)
     path = save_checkpoint(tmp_path / "a" / "ck.npz", model, state, {"trial_id": 7})
     loaded = load_checkpoint(path)
     np.testing.assert_array_equal(loaded.model.predict(digits.X_val), model.predict(digits.X_val))
@@ -99,6 +106,22 @@ def test_round_trip_predicts_identically_and_keeps_everything(
     assert loaded.state.average_flat is not None and state.average_flat is not None
     np.testing.assert_array_equal(loaded.state.average_flat, state.average_flat)
     assert loaded.extra == {"trial_id": 7}
+
+
+def test_the_best_copy_is_stored_only_where_it_differs_from_the_parameters(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    _, model, state = adam_run(digits, epochs=3)
+    assert state.best_flat is not None
+    for earlier in (False, True):
+        if earlier:  # as if the best epoch were an earlier one, with other parameters
+            state.best_flat = state.best_flat + np.float32(0.5)
+        path = save_checkpoint(tmp_path / f"ck{earlier}.npz", model, state)
+        with zipfile.ZipFile(path) as archive:
+            assert ("best.npy" in archive.namelist()) is earlier
+        loaded = load_checkpoint(path)
+        assert loaded.state.best_flat is not None
+        np.testing.assert_array_equal(loaded.state.best_flat, state.best_flat)
 
 
 def test_a_crash_while_writing_leaves_no_file(

@@ -20,6 +20,7 @@ import yaml
 
 from master.db import Database
 from master.migrate import drop_everything
+from tests.conftest import SWEEPS_GROUP
 from tests.master.factories import example_spec
 from tests.servers import (
     REPO,
@@ -175,6 +176,7 @@ def wait_for_healthy(
     )
 
 
+@pytest.mark.xdist_group(SWEEPS_GROUP)  # kills nothing, lets no lease lapse
 def test_the_compose_services_run_a_sweep(tmp_path: Path) -> None:
     test_database = os.environ.get("HPSEARCH_TEST_DATABASE_URL")
     if test_database:

@@ -10,10 +10,12 @@ import pytest
 from core.checkpoint import parse_checkpoint_name
 from core.data import load_dataset
 from core.predict import load_model
+from tests.conftest import SWEEPS_GROUP
 from tests.master.factories import example_spec
 from tests.system.conftest import System
 
-pytestmark = pytest.mark.slow
+# Nothing here kills a process or lets a lease lapse: beside the serial group.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SWEEPS_GROUP)]
 
 
 def test_a_sweep_searches_batchnorm_and_its_checkpoints_predict_after_a_load(

@@ -15,11 +15,13 @@ import yaml
 from rq import Queue
 
 from core.checkpoint import parse_checkpoint_name
+from tests.conftest import SWEEPS_GROUP
 from tests.master.factories import example_spec
 from tests.servers import REPO, wait_for
 from tests.system.conftest import FINAL, System
 
-pytestmark = pytest.mark.slow
+# Nothing here kills a process or lets a lease lapse: beside the serial group.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SWEEPS_GROUP)]
 
 
 def test_the_example_sweep_runs_coarse_to_fine(system: System) -> None:
