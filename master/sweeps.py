@@ -145,16 +145,24 @@ def promote_early(session: Session, sweep: Sweep, first_stage: int) -> bool:
     trial; once it has ended (n = 0), this promotes the rest of its best. The same trials are
     promoted either way. Returns whether it promoted any."""
     changed = False
-    for stage, following in pairwise(sweep.stages[first_stage:]):
-        if following.status != StageStatus.PENDING or not following.promote:
-            continue
-        ended = session.scalar(
-            select(func.count())
-            .select_from(Trial)
-            .where(Trial.sweep_id == sweep.id, Trial.stage_index == stage.index)
-            .where(Trial.status.in_(FINAL_STATUSES))
-        )
-        still_open = stage.trials - (ended or 0)
+    pairs = [
+        (stage, following)
+        for stage, following in pairwise(sweep.stages[first_stage:])
+        if following.status == StageStatus.PENDING and following.promote
+    ]
+    if not pairs:
+        return False
+    # One query for every stage's count: this runs after each trial that ends.
+    ended_by_stage: dict[int, int] = dict(
+        session.execute(
+            select(Trial.stage_index, func.count())
+            .where(Trial.sweep_id == sweep.id, Trial.status.in_(FINAL_STATUSES))
+            .where(Trial.stage_index.in_([stage.index for stage, _ in pairs]))
+            .group_by(Trial.stage_index)
+        ).all()
+    )
+    for stage, following in pairs:
+        still_open = stage.trials - ended_by_stage.get(stage.index, 0)
         if still_open >= following.promote:
             continue  # nobody can be sure yet: no need to read the stage's trials
         trials = _stage_trials(session, sweep.id, stage.index)
