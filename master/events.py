@@ -11,6 +11,7 @@ cancelled meanwhile.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +38,15 @@ _FINAL_STATUSES: dict[EndStatus, TrialStatus] = {
 }
 
 
+@dataclass
+class _Batch:
+    """What a batch of events reads once: the epochs its trials already have, and the stages
+    that workers' data warnings go to (every trial of a stage starts with the same ones)."""
+
+    stored: set[tuple[int, float]]
+    stages: dict[tuple[int, int], Stage | None] = field(default_factory=dict)
+
+
 def apply_events(session: Session, events: list[TrialEvent]) -> set[int]:
     """Apply a batch of events in order; return the sweeps of the trials that ended.
 
@@ -57,9 +67,10 @@ def apply_events(session: Session, events: list[TrialEvent]) -> set[int]:
         )
         stored = {(trial_id, epoch) for trial_id, epoch in rows}
     ended = set()
+    batch = _Batch(stored)
     for event in events:
         trial = trials.get(event.trial_id)
-        if trial is not None and (sweep_id := _apply(session, trial, event, stored)) is not None:
+        if trial is not None and (sweep_id := _apply(session, trial, event, batch)) is not None:
             ended.add(sweep_id)
     return ended
 
@@ -70,9 +81,7 @@ def apply_event(session: Session, event: TrialEvent) -> int | None:
     return ended.pop() if ended else None
 
 
-def _apply(
-    session: Session, trial: Trial, event: TrialEvent, stored: set[tuple[int, float]]
-) -> int | None:
+def _apply(session: Session, trial: Trial, event: TrialEvent, batch: _Batch) -> int | None:
     if event.attempt < trial.attempts:
         return None
     if trial.job_id is None:  # given up or re-queued: the attempt that sent it is over
@@ -88,7 +97,7 @@ def _apply(
             if started.damaged_checkpoints:
                 _set_aside(trial, started.damaged_checkpoints)
             if started.data_warnings:
-                _warn_stage(session, trial, started.data_warnings)
+                _warn_stage(session, trial, started.data_warnings, batch)
             if started.num_classes is not None:
                 trial.num_classes = started.num_classes
             if started.resumed_from_epoch < trial.start_epoch:
@@ -101,7 +110,7 @@ def _apply(
                 )
         case EpochEnded() as epoch:
             trial.status = TrialStatus.RUNNING
-            _add_epoch(session, trial, epoch, stored)
+            _add_epoch(session, trial, epoch, batch.stored)
             _update_files(trial, epoch.files)
             if trial.best_epoch == epoch.epoch:
                 trial.train_acc = epoch.train_acc  # beside best_val_acc: the overfitting gap
@@ -150,11 +159,17 @@ def _add_epoch(
     trial.val_acc = epoch.val_acc
 
 
-def _warn_stage(session: Session, trial: Trial, warnings: list[str]) -> None:
+def _warn_stage(session: Session, trial: Trial, warnings: list[str], batch: _Batch) -> None:
     """A worker found the trial's inputs unscaled: its stage says so, once."""
-    stage = session.scalars(
-        select(Stage).where(Stage.sweep_id == trial.sweep_id, Stage.index == trial.stage_index)
-    ).first()
+    key = (trial.sweep_id, trial.stage_index)
+    if key not in batch.stages:
+        # Once a batch, and without flushing the batch's rows first: one query, and a flush,
+        # per started trial took 9% of the master's CPU in a budget sweep.
+        with session.no_autoflush:
+            batch.stages[key] = session.scalars(
+                select(Stage).where(Stage.sweep_id == key[0], Stage.index == key[1])
+            ).first()
+    stage = batch.stages[key]
     if stage is None:
         return
     new = [w for w in warnings if w not in (stage.warnings or [])]

@@ -154,10 +154,16 @@ def test_unscaled_inputs_a_worker_reports_become_a_warning_of_the_stage_once(db:
     started = TrialEvent(
         EventKind.STARTED, trial.id, 1, {"worker": "w", "data_warnings": [warning]}
     )
+    other = "y.npz: the inputs look unscaled: ..."
+    started_again = TrialEvent(
+        EventKind.STARTED, trial.id, 1, {"worker": "w", "data_warnings": [warning, other]}
+    )
     with db.writing() as session:
         apply_events(session, [started, started])
+    with db.writing() as session:  # a later batch: the stage is read again
+        apply_events(session, [started_again, started])
     with db.reading() as session:
         stage = session.scalars(
             select(Stage).where(Stage.sweep_id == trial.sweep_id, Stage.index == 0)
         ).one()
-        assert stage.warnings == [warning]
+        assert stage.warnings == [warning, other]
