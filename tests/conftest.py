@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,13 @@ from typing import Any
 # - two workers of two threads each on two cores ran the soak's long trials 6x slower.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
+
+# A run started in the background of a script (a CI runner's `cmd &`) inherits SIGINT
+# ignored, and so would every process it starts: `hpsearch up` would not hear the Ctrl-C the
+# tests send it as a terminal does. Python's own handler here gives the children the
+# default again (an ignored signal survives exec, a handled one does not).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest  # noqa: E402
 from redis import Redis  # noqa: E402
