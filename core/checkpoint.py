@@ -154,8 +154,9 @@ def save_checkpoint(
     # file of an Adam model). A reader that does not know the flag sees no best copy, which
     # training never reads back.
     best_is_params = state.best_flat is not None and np.array_equal(state.best_flat, model.flat)
-    for key, flat in ((BEST_KEY, state.best_flat), (AVERAGE_KEY, state.average_flat)):
-        if flat is not None and not (key == BEST_KEY and best_is_params):
+    best = None if best_is_params else state.best_flat
+    for key, flat in ((BEST_KEY, best), (AVERAGE_KEY, state.average_flat)):
+        if flat is not None:
             arrays[key] = flat
     optim_scalars: dict[str, Any] = {}
     for key, value in state.optim_config.items():

@@ -152,17 +152,11 @@ def promote_early(session: Session, sweep: Sweep, first_stage: int) -> bool:
     ]
     if not pairs:
         return False
-    # One query for every stage's count: this runs after each trial that ends.
-    ended_by_stage: dict[int, int] = dict(
-        session.execute(
-            select(Trial.stage_index, func.count())
-            .where(Trial.sweep_id == sweep.id, Trial.status.in_(FINAL_STATUSES))
-            .where(Trial.stage_index.in_([stage.index for stage, _ in pairs]))
-            .group_by(Trial.stage_index)
-        ).all()
-    )
+    # One query for every stage's counts: this runs after each trial that ends.
+    counts = stage_counts(session, sweep.id)
     for stage, following in pairs:
-        still_open = stage.trials - ended_by_stage.get(stage.index, 0)
+        ended = sum(counts.get(stage.index, Counter())[s] for s in FINAL_STATUSES)
+        still_open = stage.trials - ended
         if still_open >= following.promote:
             continue  # nobody can be sure yet: no need to read the stage's trials
         trials = _stage_trials(session, sweep.id, stage.index)
