@@ -48,6 +48,8 @@ SYSTEM_GROUP = "system"
 # cancelled) tolerate a neighbour on the cores: they run beside the serial group, which took
 # 455 s against the other process's 311 s and so set CI's pace.
 SWEEPS_GROUP = "system-sweeps"
+# The real-timeouts trial test (tests/system/test_long_trials.py): one worker on one core.
+REAL_TIMEOUTS_GROUP = "system-real-timeouts"
 
 
 def pytest_configure(config: pytest.Config) -> None:

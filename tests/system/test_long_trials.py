@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from core.messages import LEASE_SECONDS
+from tests.conftest import REAL_TIMEOUTS_GROUP
 from tests.master.factories import example_spec
 from tests.servers import wait_for
 from tests.system.conftest import System, running_system
@@ -55,7 +56,7 @@ def test_a_trial_outliving_rqs_registry_expiry_stays_on_its_first_attempt(
 
 # One worker on one core, and margins of 29 s (RQ's expiry) and 4 s (the lease) against a
 # renewal every second: it can run beside the serial system tests, 105 s off CI's pace.
-@pytest.mark.xdist_group("system-real-timeouts")
+@pytest.mark.xdist_group(REAL_TIMEOUTS_GROUP)
 def test_a_trial_of_minutes_with_the_real_timeouts_stays_on_its_first_attempt(
     tmp_path: Path,
 ) -> None:
