@@ -147,7 +147,9 @@ class System:
 
     def stop(self) -> None:
         self.db.dispose()
-        self.process.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a benchmark started as a background job of a script has
+        # SIGINT ignored, and so does `hpsearch up` under it.
+        self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -23,7 +23,10 @@ seeds (the sweep's seed, or the sampler's and the runs' for Optuna):
   tpe                    (6) Optuna: seeded TPE alone, 40 trials x 20 epochs, in this process
   tpe-hyperband-parallel (7) (5) in --workers processes sharing a journal file
 hpsearch runs as a user runs it (`hpsearch up` with --workers workers, each in its own
-process; benchmarks/dispatch.py's System); Optuna drives core/ directly. Another --budget
+process; benchmarks/dispatch.py's System); Optuna drives core/ directly. The seeds run one
+after the other, each on both sides before the next (hpsearch first on even seeds, Optuna
+first on odd ones), so that a drift of the machine's speed falls on both; each seed's
+hpsearch runs have an `hpsearch up` of their own, stopped before Optuna's runs. Another --budget
 scales the trial counts. Datasets (generated, no network): classification and shells, which
 are not saturated; digits (saturated) as a quick smoke row. Each has a test split (the
 generated ones: 1500 new draws from the same generator), which no method selects on.
@@ -310,41 +313,53 @@ def last_error(log: Path) -> str:
 
 
 def run_hpsearch(
-    methods: list[str], dataset: str, seeds: range, args: argparse.Namespace, data_dir: Path
-) -> Results:
-    results = Results()
+    methods: list[str],
+    dataset: str,
+    seed: int,
+    args: argparse.Namespace,
+    data_dir: Path,
+    results: Results,
+) -> None:
+    """One seed of every hpsearch method, on an `hpsearch up` of its own (stopped before
+    Optuna's runs: they get a machine as quiet as ours had)."""
     system = System(args.workers, data_dir, None)
     try:
-        for seed in seeds:
-            for method in methods:
-                if method in results.skipped:
-                    continue
-                label = HPSEARCH_METHODS[method]
-                spec = sweep_spec(dataset, seed, method, args.budget)
-                try:
-                    outcome, note = through_system(system, args.workers, spec, data_dir / "logs")
-                except Skipped as exc:
-                    results.skipped[method] = str(exc)
-                    print(f"  {label}: {exc}; skipped", flush=True)
-                    continue
-                results.outcomes.setdefault(method, []).append(outcome)
-                report(seed, label, outcome, note)
+        for method in methods:
+            if method in results.skipped:
+                continue
+            label = HPSEARCH_METHODS[method]
+            spec = sweep_spec(dataset, seed, method, args.budget)
+            try:
+                outcome, note = through_system(system, args.workers, spec, data_dir / "logs")
+            except Skipped as exc:
+                results.skipped[method] = str(exc)
+                print(f"  {label}: {exc}; skipped", flush=True)
+                continue
+            results.outcomes.setdefault(method, []).append(outcome)
+            report(seed, label, outcome, note)
     finally:
         system.stop()
-    return results
 
 
 def run_optuna(
-    methods: list[str], dataset: str, seeds: range, args: argparse.Namespace, directory: Path
-) -> Results:
-    results = Results()
+    methods: list[str],
+    dataset: str,
+    seed: int,
+    args: argparse.Namespace,
+    directory: Path,
+    results: Results,
+) -> None:
+    """One seed of every Optuna method."""
+    methods = [m for m in methods if m not in results.skipped]
+    if not methods:
+        return
     try:
         from benchmarks import search_optuna
     except ImportError:
         reason = "optuna is not importable (pip install -e '.[bench]' -c constraints.txt)"
         print(f"  {reason}: the Optuna methods are skipped")
-        results.skipped = dict.fromkeys(methods, reason)
-        return results
+        results.skipped.update(dict.fromkeys(methods, reason))
+        return
     runs: dict[str, Callable[[int], Outcome]] = {
         "tpe-hyperband": lambda s: search_optuna.tpe_hyperband(dataset, s, args.budget),
         "tpe": lambda s: search_optuna.tpe_alone(dataset, s, args.budget),
@@ -352,12 +367,10 @@ def run_optuna(
             dataset, s, args.budget, args.workers, directory
         ),
     }
-    for seed in seeds:
-        for method in methods:
-            outcome = runs[method](seed)
-            results.outcomes.setdefault(method, []).append(outcome)
-            report(seed, OPTUNA_METHODS[method], outcome, "")
-    return results
+    for method in methods:
+        outcome = runs[method](seed)
+        results.outcomes.setdefault(method, []).append(outcome)
+        report(seed, OPTUNA_METHODS[method], outcome, "")
 
 
 def report(seed: int, label: str, r: Outcome, note: str) -> None:
@@ -499,13 +512,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{name} ({dataset}):", flush=True)
             results = Results()
             hpsearch = [m for m in args.methods if m in HPSEARCH_METHODS]
-            if hpsearch:
-                results = run_hpsearch(hpsearch, dataset, seeds, args, root / f"up-{name}")
             optuna = [m for m in args.methods if m in OPTUNA_METHODS]
-            if optuna:
-                found = run_optuna(optuna, dataset, seeds, args, root)
-                results.outcomes.update(found.outcomes)
-                results.skipped.update(found.skipped)
+            for seed in seeds:
+                # Seed by seed, hpsearch first on even seeds and Optuna first on odd ones:
+                # this machine's speed drifts by up to 30% within minutes, and a drift then
+                # falls on both sides alike instead of on whichever ran all its seeds later.
+                hpsearch_first = seed % 2 == 0
+                for side in ("hpsearch", "optuna") if hpsearch_first else ("optuna", "hpsearch"):
+                    if side == "hpsearch" and hpsearch:
+                        run_hpsearch(hpsearch, dataset, seed, args, root / f"up-{name}", results)
+                    elif side == "optuna" and optuna:
+                        run_optuna(optuna, dataset, seed, args, root, results)
             tables.append(table(name, results, args))
             tables.append(test_table(name, results, args))
     print("\n" + "\n\n".join(tables))

@@ -7,6 +7,7 @@ one, if the sweep asks): the best as core.checkpoint.best_first ranks them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from core.checkpoint import (
     trial_pattern,
 )
 
-# Puts each written checkpoint on disk (core.checkpoint.make_durable) while its trial trains
+# Puts written checkpoints on disk (core.checkpoint.make_durable) while their trial trains
 # on: the trainer used to wait for the fsync, 4 ms of every epoch of the search benchmark's
 # model on a local disk, and far more on a network volume. One thread per worker process.
 SYNCER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-sync")
@@ -40,11 +41,11 @@ def best_of(checkpoints: list[tuple[Path, CheckpointName]]) -> tuple[Path, Check
 
 
 def prune(
-    checkpoints: list[tuple[Path, CheckpointName]], latest: Path
+    checkpoints: list[tuple[Path, CheckpointName]], keep: Collection[Path]
 ) -> list[tuple[Path, CheckpointName]]:
-    """Delete all of a trial's `checkpoints` but the best and the `latest`; return those kept,
-    oldest epoch first."""
-    keep = {latest, best_of(checkpoints)[0]}
+    """Delete all of a trial's `checkpoints` but the best and those in `keep`; return those
+    kept, oldest epoch first."""
+    keep = {*keep, best_of(checkpoints)[0]}
     for path, _ in checkpoints:
         if path not in keep:
             path.unlink(missing_ok=True)

@@ -49,12 +49,16 @@ from core.model import FullyConnectedNet
 from core.state import TrainState, TrainStatus
 from core.trainer import ContinuationError, build_model, continue_to, new_state, train
 from worker.attempt import Reporter, StopFlag
-from worker.checkpoints import SYNCER, prune, trial_checkpoints
+from worker.checkpoints import SYNCER, best_of, prune, trial_checkpoints
 from worker.datasets import DATASETS
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 DAMAGED_SUFFIX = ".damaged"  # added to a checkpoint's name that cannot be loaded
+# How often, at most, a training trial puts its newest checkpoint on disk (fsync). Each
+# epoch's fsync made a budget sweep of benchmarks/search.py 6-14% slower in wall time, for
+# a power loss only; a power loss now costs at most this much training.
+SYNC_SECONDS = 1.0
 
 
 def run_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -186,10 +190,14 @@ class _CheckpointWriter:
     """Writes a checkpoint at every epoch end (and at an early end), prunes, and reports.
 
     A checkpoint is written whole and renamed into place at once, which a crash of the worker
-    cannot undo; SYNCER then puts it on disk while training goes on. Files are pruned only
-    once the newest is on disk (at the next write, or the end), so that a power loss always
-    leaves one intact: while a trial trains it may have three files, the best, the latest on
-    disk and the newest."""
+    cannot undo. Putting it on disk (fsync) is what only a power loss needs, and it is what
+    an epoch cost most beyond training: SYNCER puts the newest file on disk at most every
+    SYNC_SECONDS while the trial trains on, and the trial's best and last files at its end.
+    The file last put on disk is pruned only once a newer one is, so that a power loss always
+    leaves one intact and costs at most SYNC_SECONDS of training (resuming from it ends bit
+    for bit as if nothing had happened). While a trial trains it keeps at most four files:
+    the best, the newest on disk, the one being put there and the newest (a resumed attempt
+    also keeps the files it started with until one of its own is on disk)."""
 
     def __init__(
         self,
@@ -215,8 +223,17 @@ class _CheckpointWriter:
         # The trial's files, oldest epoch first, kept up to date here rather than listed
         # again: a stage directory holds every trial's files.
         self.checkpoints = existing
-        self.syncing: Future[None] | None = None  # putting the newest file on disk
-        self.newest: Path | None = None
+        # A resumed attempt's files may be all there is on disk: kept until one of this
+        # attempt's is there.
+        self.inherited = {path for path, _ in existing}
+        self.newest: Path | None = None  # written by this attempt
+        self.on_disk: set[Path] = set()  # put on disk by this attempt, and not pruned
+        self.durable: Path | None = None  # the newest of those
+        self.syncing: Future[None] | None = None
+        self.syncing_path: Path | None = None
+        # On the monotonic clock. A trial shorter than SYNC_SECONDS syncs only its end.
+        self.next_sync = time.monotonic() + SYNC_SECONDS
+        self.every_file = trial.keep_checkpoints == "all"  # each kept, so each on disk
 
     def epoch(self, model: FullyConnectedNet, state: TrainState) -> None:
         if self.write(model, state, state.history.val_acc[-1]):
@@ -244,11 +261,11 @@ class _CheckpointWriter:
         )
 
     def write(self, model: FullyConnectedNet, state: TrainState, val_acc: float) -> bool:
-        """Write a checkpoint of `state`, once the one before is on disk and pruned; False if
-        this attempt may no longer (its stop flag then ends the trial)."""
+        """Write a checkpoint of `state`, start putting it on disk if one is due, and prune;
+        False if this attempt may no longer write (its stop flag then ends the trial)."""
         if not self.stop.may_write():
             return False
-        self.settle()
+        self._collect(wait=self.every_file)
         name = checkpoint_name(val_acc, self.trial.trial_id, state.epoch)
         path = save_checkpoint(
             self.directory / name,
@@ -263,19 +280,50 @@ class _CheckpointWriter:
         checkpoints.sort(key=lambda item: item[1].epoch)
         self.checkpoints = checkpoints
         self.newest = path
-        self.syncing = SYNCER.submit(make_durable, path)
+        if self.syncing is None and (self.every_file or time.monotonic() >= self.next_sync):
+            self.next_sync = time.monotonic() + SYNC_SECONDS
+            self.syncing_path = path
+            self.syncing = SYNCER.submit(make_durable, path)
+        self._prune()
         self.last_iteration = state.iteration
         return True
 
-    def settle(self) -> None:
-        """Wait until the newest checkpoint is on disk (an error there fails the trial, as a
-        failed write does), then prune all but the best and it."""
-        if self.syncing is None:
+    def _collect(self, wait: bool) -> None:
+        """Take in the sync under way once it is done (or wait for it): an error there fails
+        the trial, as a failed write does."""
+        if self.syncing is None or not (wait or self.syncing.done()):
             return
         syncing, self.syncing = self.syncing, None
         syncing.result()
-        if self.trial.keep_checkpoints != "all" and self.newest is not None:
-            self.checkpoints = prune(self.checkpoints, self.newest)
+        assert self.syncing_path is not None
+        self.durable = self.syncing_path
+        self.on_disk.add(self.durable)
+
+    def _prune(self) -> None:
+        """Delete this trial's files but the best, the newest, the newest on disk and the one
+        going there (and, until one of this attempt's is on disk, the inherited ones)."""
+        if self.every_file:
+            return
+        keep = {p for p in (self.newest, self.durable, self.syncing_path) if p is not None}
+        if self.durable is None:
+            keep |= self.inherited
+        self.checkpoints = prune(self.checkpoints, keep)
+        self.on_disk &= {p for p, _ in self.checkpoints}
+
+    def _finish(self) -> None:
+        """Put the files the trial ends with on disk: its newest and its best (which the master
+        offers as the model), then keep those two."""
+        self._collect(wait=True)
+        if self.newest is None or not self.stop.may_write():
+            return  # nothing written, or another attempt may own the files now
+        best = best_of(self.checkpoints)[0]
+        for path in dict.fromkeys((self.newest, best)):
+            if path not in self.on_disk:
+                make_durable(path)
+                self.on_disk.add(path)
+        self.durable = self.newest
+        self.syncing_path = None
+        self._prune()
 
     def _files(self, state: TrainState) -> CheckpointFiles:
         paths = [str(p.relative_to(self.root)) for p, _ in self.checkpoints]
@@ -288,10 +336,7 @@ class _CheckpointWriter:
         return CheckpointFiles(paths, best_val_acc, best_epoch)
 
     def report_end(self, state: TrainState, stop: StopFlag) -> dict[str, Any]:
-        if self.syncing is not None:
-            self.syncing.result()  # the last file is on disk before the trial's end is sent
-            if stop.may_write():  # and pruned, unless another attempt may own the files now
-                self.settle()
+        self._finish()  # the files the end names are on disk before it is sent
         history = state.history
         explosion = state.explosion
         status, reason = EndStatus(state.status.value), None

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from redis import Redis
 
-from core.checkpoint import load_checkpoint, parse_checkpoint_name
+from core.checkpoint import best_first, load_checkpoint, parse_checkpoint_name
 from core.messages import EVENT_STREAM, EventKind, TrialEvent, TrialJob, stop_key
 from worker import jobs, lifecycle
 from worker.attempt import Reporter, StopFlag
@@ -72,37 +72,76 @@ def test_a_trial_reports_every_epoch_and_keeps_best_and_latest(
     assert load_checkpoint(files[0]).extra["image_shape"] == [8, 8]
 
 
-def test_a_file_is_pruned_only_once_a_newer_one_is_on_disk(
-    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Checkpoints are put on disk (fsync) by another thread while training goes on: a
-    power loss must still find one intact, so nothing is pruned for a file not yet synced."""
+def recorded_syncs(monkeypatch: pytest.MonkeyPatch, sync_seconds: float) -> list[Path]:
+    """The files the worker puts on disk, in order, with checkpoints synced at most every
+    `sync_seconds`."""
+    monkeypatch.setattr(jobs, "SYNC_SECONDS", sync_seconds)
     durable: list[Path] = []
-    pruned_for: list[Path] = []
-    make_durable, prune = jobs.make_durable, jobs.prune
+    make_durable = jobs.make_durable
 
     def recording_make_durable(path: Path) -> None:
         make_durable(path)
         durable.append(path)
 
-    def checking_prune(checkpoints: list[Any], newest: Path) -> list[Any]:
-        assert newest in durable, f"pruning for {newest.name} before it is on disk"
-        pruned_for.append(newest)
-        return prune(checkpoints, newest)
-
     monkeypatch.setattr(jobs, "make_durable", recording_make_durable)
+    return durable
+
+
+def test_a_file_on_disk_is_pruned_only_once_a_newer_one_is(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints are put on disk (fsync) by another thread while training goes on: a power
+    loss must still find one intact, so the file last put on disk stays until a newer one
+    is. Synced whenever none is under way here (SYNC_SECONDS 0)."""
+    durable = recorded_syncs(monkeypatch, 0.0)
+    prune = jobs.prune
+
+    def checking_prune(checkpoints: list[Any], keep: set[Path]) -> list[Any]:
+        kept = prune(checkpoints, keep)
+        if durable:
+            assert durable[-1] in {p for p, _ in kept}, f"pruned {durable[-1].name}, on disk"
+        return kept
+
     monkeypatch.setattr(jobs, "prune", checking_prune)
     outcome = run_trial(trial_job(num_epochs=5))
     assert outcome["status"] == "finished"
-    assert [parse_checkpoint_name(p).epoch for p in durable] == [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert [parse_checkpoint_name(p).epoch for p in pruned_for] == [1.0, 2.0, 3.0, 4.0, 5.0]
-    for epoch in events(redis):  # at most the best, the newest on disk, and the newest
-        if epoch.kind is EventKind.EPOCH:
-            assert len(epoch.data["checkpoints"]) <= 3
+    assert len(durable) >= 2  # some while training, not only the end
     files = sorted((worker_env / "sweep000003" / "stage1").glob("*.npz"))
     assert 1 <= len(files) <= 2 and sorted(outcome["checkpoints"]) == sorted(
         str(f.relative_to(worker_env)) for f in files
     )
+    for epoch in events(redis):  # the best, the newest on disk, the one going there, the newest
+        if epoch.kind is EventKind.EPOCH:
+            assert len(epoch.data["checkpoints"]) <= 4
+
+
+def test_a_trial_shorter_than_the_sync_interval_puts_only_its_end_on_disk(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fsync per epoch cost more than anything else beyond training: a trial syncs at
+    most every SYNC_SECONDS, and always the files it ends with, its newest and its best."""
+    durable = recorded_syncs(monkeypatch, 3600.0)
+    outcome = run_trial(trial_job(num_epochs=5))
+    assert outcome["status"] == "finished"
+    files = sorted((worker_env / "sweep000003" / "stage1").glob("*.npz"))
+    names = {f: parse_checkpoint_name(f) for f in files}
+    newest = max(files, key=lambda f: names[f].epoch)
+    best = max(files, key=lambda f: best_first(names[f]))
+    assert names[newest].epoch == 5.0
+    assert sorted(durable) == sorted({newest, best})
+    for epoch in events(redis):  # nothing on disk while training: the best and the newest
+        if epoch.kind is EventKind.EPOCH:
+            assert len(epoch.data["checkpoints"]) <= 2
+
+
+def test_every_kept_checkpoint_is_put_on_disk(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keep_checkpoints "all" keeps a file per epoch: each is synced, however often."""
+    durable = recorded_syncs(monkeypatch, 3600.0)
+    run_trial(trial_job(keep_checkpoints="all"))
+    files = sorted((worker_env / "sweep000003" / "stage1").glob("*.npz"))
+    assert len(files) == 4 and sorted(durable) == files
 
 
 def test_a_checkpoint_that_cannot_be_put_on_disk_fails_the_trial(
