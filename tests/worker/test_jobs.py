@@ -118,8 +118,8 @@ def test_a_file_on_disk_is_pruned_only_once_a_newer_one_is(
 def test_a_trial_shorter_than_the_sync_interval_puts_only_its_end_on_disk(
     redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An fsync per epoch cost more than anything else beyond training: a trial syncs at
-    most every SYNC_SECONDS, and always the files it ends with, its newest and its best."""
+    """An fsync per epoch wrote every epoch's file to the disk: a trial syncs at most every
+    SYNC_SECONDS, and always the files it ends with, its newest and its best."""
     durable = recorded_syncs(monkeypatch, 3600.0)
     outcome = run_trial(trial_job(num_epochs=5))
     assert outcome["status"] == "finished"
@@ -132,6 +132,33 @@ def test_a_trial_shorter_than_the_sync_interval_puts_only_its_end_on_disk(
     for epoch in events(redis):  # nothing on disk while training: the best and the newest
         if epoch.kind is EventKind.EPOCH:
             assert len(epoch.data["checkpoints"]) <= 2
+
+
+def test_a_rerun_keeps_the_files_it_found_until_one_of_its_own_is_on_disk(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before its first sync, a re-run attempt's own files are not on disk: the ones it found
+    may be all a power loss leaves, so they stay until the re-run's end is on disk."""
+    run_trial(trial_job(num_epochs=2))
+    directory = worker_env / "sweep000003" / "stage1"
+    found = set(directory.glob("*.npz"))
+    durable = recorded_syncs(monkeypatch, 3600.0)
+    prune = jobs.prune
+    kept_before_end: list[bool] = []
+
+    def checking_prune(checkpoints: list[Any], keep: set[Path]) -> list[Any]:
+        kept = prune(checkpoints, keep)
+        if not durable:
+            kept_before_end.append(found <= {p for p, _ in kept})
+        return kept
+
+    monkeypatch.setattr(jobs, "prune", checking_prune)
+    # Another config: the re-run starts over, beside the files it found.
+    hyperparameters = {"learning_rate": 0.05, "update": "momentum", "reg": 1e-4}
+    outcome = run_trial(trial_job(num_epochs=5, attempt=2, hyperparameters=hyperparameters))
+    assert outcome["status"] == "finished"
+    assert len(kept_before_end) == 5 and all(kept_before_end)
+    assert not found & set(directory.glob("*.npz"))  # pruned once the end was on disk
 
 
 def test_every_kept_checkpoint_is_put_on_disk(
