@@ -366,7 +366,7 @@ def one_trial_under_way_behind(
     system: System, redis_url: str, epochs: int
 ) -> tuple[int, Callable[[], dict[str, Any]]]:
     """A one-trial sweep started on worker "cut-off", which reaches Redis at `redis_url`,
-    trained 3 of its `epochs` (about 0.1 s each here) there; then worker "other" starts.
+    trained 3 of its `epochs` (0.05-0.1 s each) there; then worker "other" starts.
     Returns the sweep's id and a reader of the trial."""
     system.start_worker("cut-off", env={"REDIS_URL": redis_url})
     sweep_id = system.submit(
@@ -398,7 +398,9 @@ def test_a_worker_cut_off_past_its_lease_hands_its_trial_over_cleanly(tmp_path: 
         proxy = TcpProxy(("127.0.0.1", system.redis_server.port))
         proxy.start()
         url = f"redis://127.0.0.1:{proxy.port}/0"
-        sweep_id, trial = one_trial_under_way_behind(system, url, epochs=100)  # about 10 s
+        # Long enough that the cut-off attempt still trains when its lease lapses, 5 s after
+        # the cut (about 0.05 s an epoch here; 100 epochs ended within the lease).
+        sweep_id, trial = one_trial_under_way_behind(system, url, epochs=250)
         proxy.cut()
         wait_for(
             lambda: trial()["attempts"] == 2 and trial()["worker"] == "other",
@@ -411,11 +413,17 @@ def test_a_worker_cut_off_past_its_lease_hands_its_trial_over_cleanly(tmp_path: 
 
         done = system.get(f"/api/trials/{trial()['id']}")
         assert (done["status"], done["attempts"]) == ("finished", 2)
-        assert [h["epoch"] for h in done["history"]] == [float(e) for e in range(1, 101)]
+        assert [h["epoch"] for h in done["history"]] == [float(e) for e in range(1, 251)]
         # Best and latest, nothing stray:
         assert system.files_on_disk() == sorted(done["checkpoints"])
-        log = (system.processes.logs / "cut-off.log").read_text()
-        assert "was given up for dead by the master" in log
+        # The cut-off attempt learns it at its next lease renewal (every second): with fast
+        # epochs the trial can finish elsewhere before that.
+        log = system.processes.logs / "cut-off.log"
+        wait_for(
+            lambda: "was given up for dead by the master" in log.read_text(),
+            30,
+            "the cut-off attempt to learn it was given up",
+        )
         proxy.cut()
 
 
