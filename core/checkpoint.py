@@ -25,12 +25,13 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from core.config import TrainConfig
 from core.model import FullyConnectedNet
+from core.npz import write_npz
 from core.preprocessing import Preprocessing
 from core.state import Explosion, History, TrainState, TrainStatus
 
@@ -266,7 +267,7 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray], durable: bool) 
     fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
+            write_npz(f, arrays)
             f.flush()
             if durable:
                 os.fsync(f.fileno())
@@ -292,20 +293,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
-    """What np.savez writes (an uncompressed zip of .npy files, which np.load reads), without
-    its copy of every array into bytes first: each array's memory goes to the zip as it is."""
-    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, array in arrays.items():
-            array = np.asarray(array, order="C")  # the header below says C order
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
-                np.lib.format.write_array_header_1_0(
-                    entry, np.lib.format.header_data_from_array_1_0(array)
-                )
-                # As bytes: zipfile counts what it wrote by len().
-                entry.write(array.reshape(-1).view(np.uint8).data)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

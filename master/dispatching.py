@@ -39,22 +39,25 @@ class Dispatcher:
         # in Redis, and enqueue it a second time.
         self._enqueueing = threading.Lock()
 
-    def advance(self, sweep_ids: Iterable[int]) -> None:
+    def advance(self, sweep_ids: Iterable[int]) -> set[int]:
         """After trials of these sweeps ended: start each next stage that is due, and queue
-        its trials."""
-        advanced = False
+        its trials. Returns the sweeps that changed (a stage started or ended, trials were
+        promoted, the sweep ended)."""
+        advanced = set()
         failed = []
         for sweep_id in sweep_ids:
             with self.db.writing() as session:
-                changed = advance_if_stage_done(session, sweep_id)
-                sweep = session.get(Sweep, sweep_id) if changed else None
+                if not advance_if_stage_done(session, sweep_id):
+                    continue
+                advanced.add(sweep_id)
+                sweep = session.get(Sweep, sweep_id)
                 if sweep is not None and sweep.status == SweepStatus.FAILED:
                     failed.append(sweep_id)
-                advanced |= changed
         for sweep_id in failed:  # its running trials stop, its queued ones never start
             self.queue.request_stop(sweep_id=sweep_id)
         if advanced:
             self.enqueue_pending()
+        return advanced
 
     def enqueue_pending(self) -> int:
         """Give every queued trial of a running sweep that has no job one; returns how many

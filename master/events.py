@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core.messages import (
@@ -45,6 +46,9 @@ class _Batch:
 
     stored: set[tuple[int, float]]
     stages: dict[tuple[int, int], Stage | None] = field(default_factory=dict)
+    # The new epochs' rows, inserted at once at the batch's end: one ORM object each cost
+    # the master more than the insert itself.
+    epochs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def apply_events(session: Session, events: list[TrialEvent]) -> set[int]:
@@ -72,6 +76,8 @@ def apply_events(session: Session, events: list[TrialEvent]) -> set[int]:
         trial = trials.get(event.trial_id)
         if trial is not None and (sweep_id := _apply(session, trial, event, batch)) is not None:
             ended.add(sweep_id)
+    if batch.epochs:
+        session.execute(insert(TrialEpoch), batch.epochs)
     return ended
 
 
@@ -110,7 +116,7 @@ def _apply(session: Session, trial: Trial, event: TrialEvent, batch: _Batch) -> 
                 )
         case EpochEnded() as epoch:
             trial.status = TrialStatus.RUNNING
-            _add_epoch(session, trial, epoch, batch.stored)
+            _add_epoch(trial, epoch, batch)
             _update_files(trial, epoch.files)
             if trial.best_epoch == epoch.epoch:
                 trial.train_acc = epoch.train_acc  # beside best_val_acc: the overfitting gap
@@ -135,25 +141,23 @@ def _apply(session: Session, trial: Trial, event: TrialEvent, batch: _Batch) -> 
     return None
 
 
-def _add_epoch(
-    session: Session, trial: Trial, epoch: EpochEnded, stored: set[tuple[int, float]]
-) -> None:
-    if (trial.id, epoch.epoch) in stored:  # a re-read or re-sent event
+def _add_epoch(trial: Trial, epoch: EpochEnded, batch: _Batch) -> None:
+    if (trial.id, epoch.epoch) in batch.stored:  # a re-read or re-sent event
         return
-    stored.add((trial.id, epoch.epoch))
-    session.add(
-        TrialEpoch(
-            trial_id=trial.id,
-            epoch=epoch.epoch,
-            cost=epoch.cost,
-            train_acc=epoch.train_acc,
-            val_acc=epoch.val_acc,
-            average_val_acc=epoch.average_val_acc,
-            learning_rate=epoch.learning_rate,
-            update_ratio=epoch.update_ratio,
-            loss=epoch.loss,
-            distributions=epoch.distributions or None,
-        )
+    batch.stored.add((trial.id, epoch.epoch))
+    batch.epochs.append(
+        {
+            "trial_id": trial.id,
+            "epoch": epoch.epoch,
+            "cost": epoch.cost,
+            "train_acc": epoch.train_acc,
+            "val_acc": epoch.val_acc,
+            "average_val_acc": epoch.average_val_acc,
+            "learning_rate": epoch.learning_rate,
+            "update_ratio": epoch.update_ratio,
+            "loss": epoch.loss,
+            "distributions": epoch.distributions or None,
+        }
     )
     trial.epochs_done = max(trial.epochs_done, epoch.epoch)
     trial.val_acc = epoch.val_acc

@@ -46,7 +46,7 @@ class Scheduler:
         self.consumer = EventConsumer(db, redis)
         self.liveness = Liveness(db, redis, queue, dispatcher, self.consumer.all_applied, clock)
         self.evaluations = Evaluations(db, redis, queue, self.liveness.ready)
-        self.lease = SchedulerLease(redis, lease_seconds)
+        self.lease = SchedulerLease(redis, lease_seconds, clock=clock)
         self.reconcile_seconds = reconcile_seconds
         self.clock = clock
         self.active = False
@@ -74,6 +74,7 @@ class Scheduler:
             except (RedisError, DatabaseUnavailable, OSError) as exc:
                 log.warning("scheduler: %s; retrying in %.1f s", exc, backoff)
                 self.consumer.reset()
+                self.lease.forget()
                 if isinstance(exc, RedisError):
                     self.liveness.redis_was_down()
                 stopping.wait(backoff)
@@ -92,8 +93,9 @@ class Scheduler:
         """Read and apply one batch of events, then move on what they ended; returns how
         many events were read."""
         consumed = self.consumer.step(block_ms)
-        self.dispatcher.advance(consumed.ended_sweeps)
-        if consumed.ended_sweeps:  # a sweep that finished has its evaluation to enqueue
+        # A sweep or stage that ended may have an evaluation to enqueue (a transaction, so
+        # not after every ended trial: the reconcile pass enqueues any left over).
+        if self.dispatcher.advance(consumed.ended_sweeps):
             self.evaluations.enqueue_pending()
         if consumed.requeued:
             self.dispatcher.enqueue_pending()

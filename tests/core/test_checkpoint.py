@@ -137,7 +137,7 @@ def test_a_crash_while_writing_leaves_no_file(
         file.write(b"PK\x03\x04 partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt, "_write_npz", half_written)
+    monkeypatch.setattr(ckpt, "write_npz", half_written)
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(final, model, state)
     assert final.read_bytes() == good  # the previous complete file is untouched
