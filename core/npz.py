@@ -38,7 +38,8 @@ def write_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
         array = np.asarray(array, order="C")  # the header says C order
         data = array.reshape(-1).view(np.uint8).data
         entries.append((f"{key}.npy".encode(), _npy_header(array.dtype, array.shape), data))
-    total = sum(len(n) * 2 + len(h) + d.nbytes + 76 for n, h, d in entries)
+    # Each entry's name is in its local header and in the central directory.
+    total = sum(_LOCAL.size + _CENTRAL.size + 2 * len(n) + len(h) + d.nbytes for n, h, d in entries)
     if total >= _ZIP32_LIMIT or len(entries) > _MAX_ENTRIES:
         _write_with_zipfile(file, entries)
         return
