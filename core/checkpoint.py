@@ -144,8 +144,24 @@ def save_checkpoint(
     so that `np.load` alone reads a model; optimizer state is stored flat, as the rule keeps it.
     """
     path = Path(path)
+    write_checkpoint(path, checkpoint_arrays(model, state, extra, preprocessing), durable)
+    return path
+
+
+def checkpoint_arrays(
+    model: FullyConnectedNet,
+    state: TrainState,
+    extra: dict[str, Any] | None = None,
+    preprocessing: Preprocessing | None = None,
+    copy: bool = False,
+) -> dict[str, np.ndarray]:
+    """What save_checkpoint writes, as the archive's entries. `copy`: every array the
+    training goes on to change in place is copied, so that the entries can be written
+    later and still hold this moment's run (a worker keeps a trial's best epoch so, and
+    writes it only if no better epoch comes before its next write)."""
+    params = model.flat.copy() if copy else model.flat
     arrays: dict[str, np.ndarray] = {
-        f"params/{name}": array for name, array in model.views(model.flat).items()
+        f"params/{name}": array for name, array in model.views(params).items()
     }
     # Batchnorm's running statistics: state the test-mode passes need, and a resumed run.
     arrays.update({f"{BATCHNORM}/{name}": a for name, a in model.running_stats().items()})
@@ -187,6 +203,17 @@ def save_checkpoint(
         "extra": extra or {},
     }
     arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    if copy:  # the parameters' views are of the copy already; the rest change in place
+        arrays = {
+            key: a if key.startswith("params/") else np.array(a, copy=True)
+            for key, a in arrays.items()
+        }
+    return arrays
+
+
+def write_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], durable: bool) -> Path:
+    """Write checkpoint_arrays' entries atomically to `path` (see save_checkpoint)."""
+    path = Path(path)
     _write_atomically(path, arrays, durable)
     return path
 

@@ -35,6 +35,8 @@ AVERAGE_EVERY = 10  # iterations between running-average updates (decay compound
 TRAIN_ACC_SAMPLES = 1000
 # Progress callbacks per epoch, at most.
 PROGRESS_TICKS = 50
+# Values this many times the smallest normal number or less are set to zero (flush_subnormals).
+FLUSH_BELOW = 2.0**24
 
 EpochCallback = Callable[[FullyConnectedNet, TrainState], None]
 ProgressCallback = Callable[[int, int], None]
@@ -162,6 +164,7 @@ def train(
             if state.iteration == total:
                 state.status = TrainStatus.FINISHED
             state.order = order = None
+            flush_subnormals(model.flat, state.average_flat, *_array_state(optim_config))
             record_epoch(model, data, probe, state, lr, ratios.means(), ratios.grad_norms())
             ratios = _RatioSampler(model)
             state.rng_state = dict(rng.bit_generator.state)
@@ -214,6 +217,29 @@ class _RatioSampler:
             for name, total in zip(self.model.shapes, self.grad_sums, strict=True)
             if name.startswith("W")
         }
+
+
+def flush_subnormals(*arrays: np.ndarray | None) -> None:
+    """Set the arrays' values below FLUSH_BELOW times the dtype's smallest normal number
+    (subnormal ones, and those whose products are) to zero.
+
+    Weight decay drives the weights of unused units, and Adam's moments of them, towards
+    zero, through the subnormal range, which x86 CPUs compute through microcode assists
+    (NumPy does not set flush-to-zero): on an Intel Xeon, a 256x256 Adam MLP of the search
+    benchmark (shells data) went from 55 to 424 ms an epoch once 96% of its weights were
+    subnormal; flushing only those left two epochs of 100-300 ms on the way, where weights
+    just above the range still made subnormal products. A value this small (2e-31 in
+    float32) changes no output: the run's validation accuracies stayed the same. Flushed at
+    each epoch's end, a function of the run alone, so a resumed run does it where the
+    uninterrupted one does."""
+    for array in arrays:
+        if array is not None and array.dtype.kind == "f":
+            array[np.abs(array) < np.finfo(array.dtype).tiny * FLUSH_BELOW] = 0
+
+
+def _array_state(optim_config: dict[str, Any]) -> list[np.ndarray]:
+    """The update rule's per-parameter state (velocity, cache, m, v)."""
+    return [v for v in optim_config.values() if isinstance(v, np.ndarray)]
 
 
 def _update_average(average: np.ndarray, flat: np.ndarray, keep: float) -> None:

@@ -137,13 +137,19 @@ def _add_promoted(
     )
 
 
-def promote_early(session: Session, sweep: Sweep, first_stage: int) -> bool:
+def promote_early(
+    session: Session,
+    sweep: Sweep,
+    first_stage: int,
+    counts: dict[int, Counter[str]] | None = None,
+) -> bool:
     """Train on the trials sure to be promoted whatever their stage's open trials do: a
     finished trial ranked r among its stage's finished ones, with n trials of the stage
     still open (or not sampled yet), is in the best `promote` once r + n <= promote. Before
     a stage ends, the next one then starts on idle workers instead of waiting for its last
     trial; once it has ended (n = 0), this promotes the rest of its best. The same trials are
-    promoted either way. Returns whether it promoted any."""
+    promoted either way. `counts`: stage_counts, if the caller has them. Returns whether it
+    promoted any."""
     changed = False
     pairs = [
         (stage, following)
@@ -153,7 +159,7 @@ def promote_early(session: Session, sweep: Sweep, first_stage: int) -> bool:
     if not pairs:
         return False
     # One query for every stage's counts: this runs after each trial that ends.
-    counts = stage_counts(session, sweep.id)
+    counts = stage_counts(session, sweep.id) if counts is None else counts
     for stage, following in pairs:
         ended = sum(counts.get(stage.index, Counter())[s] for s in FINAL_STATUSES)
         still_open = stage.trials - ended
@@ -196,21 +202,17 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
     stage = next((s for s in sweep.stages if s.status == StageStatus.RUNNING), None)
     if stage is None:
         return False
-    reason = failing_alike(session, sweep)
+    # One count query answers what follows (failing alike, promotions, open trials): this
+    # runs after every trial that ends, and it made a query per question.
+    counts = stage_counts(session, sweep.id)
+    reason = failing_alike(session, sweep, counts)
     if reason is not None:
         end_sweep(session, sweep.id, SweepStatus.FAILED, reason)
         return True
-    promoted_early = promote_early(session, sweep, stage.index)
-    open_trials = session.scalar(
-        select(func.count())
-        .select_from(Trial)
-        .where(
-            Trial.sweep_id == sweep.id,
-            Trial.stage_index == stage.index,
-            Trial.status.in_([TrialStatus.QUEUED, TrialStatus.RUNNING]),
-        )
-    )
-    if open_trials:
+    promoted_early = promote_early(session, sweep, stage.index, counts)
+    # Promotion adds trials to later stages only: the running stage's counts still hold.
+    running = counts.get(stage.index, Counter())
+    if running[TrialStatus.QUEUED] + running[TrialStatus.RUNNING]:
         return promoted_early
     stage.status = StageStatus.FINISHED
     if stage.index + 1 >= len(sweep.stages):
@@ -288,9 +290,19 @@ SWEEP_ERRORS = ("DatasetError:", "ConfigError:")
 FAIL_FAST_TRIALS = 3  # ... once this many trials (or the whole first stage) failed alike
 
 
-def failing_alike(session: Session, sweep: Sweep) -> str | None:
+def failing_alike(
+    session: Session, sweep: Sweep, counts: dict[int, Counter[str]] | None = None
+) -> str | None:
     """The reason, when every trial of the sweep that has ended so far failed with the same
-    dataset or configuration error, and enough of them did to be sure."""
+    dataset or configuration error, and enough of them did to be sure. `counts`
+    (stage_counts), if the caller has them, spare the query once any trial ended otherwise."""
+    if counts is not None and any(
+        by_status[s]
+        for by_status in counts.values()
+        for s in FINAL_STATUSES
+        if s != TrialStatus.FAILED
+    ):
+        return None
     outcomes = session.execute(
         select(Trial.status, Trial.reason, func.count())
         .where(Trial.sweep_id == sweep.id, Trial.status.in_(FINAL_STATUSES))

@@ -157,8 +157,53 @@ def test_a_rerun_keeps_the_files_it_found_until_one_of_its_own_is_on_disk(
     hyperparameters = {"learning_rate": 0.05, "update": "momentum", "reg": 1e-4}
     outcome = run_trial(trial_job(num_epochs=5, attempt=2, hyperparameters=hyperparameters))
     assert outcome["status"] == "finished"
-    assert len(kept_before_end) == 5 and all(kept_before_end)
+    assert kept_before_end and all(kept_before_end)  # its end written, not yet on disk
     assert not found & set(directory.glob("*.npz"))  # pruned once the end was on disk
+
+
+PEAKING = {"learning_rate": 1.0, "update": "momentum", "reg": 1e-4}  # digits: best at epoch 5 of 8
+
+
+def test_a_best_epoch_between_writes_ends_in_the_file_a_write_per_epoch_leaves(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are written at most every SYNC_SECONDS and at the end: the best epoch, kept in
+    memory until then, is still written, the same file (name and content) that a write per
+    epoch (SYNC_SECONDS 0) leaves, and nothing else is written."""
+    ended: dict[float, dict[Path, Any]] = {}
+    writes: dict[float, list[str]] = {0.0: [], 3600.0: []}
+    write = jobs.write_checkpoint
+    seconds = 0.0
+
+    def recording_write(path: Path, *args: Any, **kwargs: Any) -> Path:
+        writes[seconds].append(Path(path).name)
+        return write(path, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "write_checkpoint", recording_write)
+    for seconds in (0.0, 3600.0):
+        monkeypatch.setattr(jobs, "SYNC_SECONDS", seconds)
+        trial_id = 42 if seconds else 43
+        job = trial_job(trial_id=trial_id, num_epochs=8, hyperparameters=PEAKING)
+        assert run_trial(job)["status"] == "finished"
+        directory = worker_env / "sweep000003" / "stage1"
+        ended[seconds] = {f: load_checkpoint(f) for f in directory.glob(f"*trial{trial_id:06d}*")}
+    per_epoch, deferred = ended[0.0], ended[3600.0]
+    names = {seconds: sorted(f.name.replace("trial000043", "trial000042") for f in files)
+             for seconds, files in ended.items()}  # fmt: skip
+    assert names[0.0] == names[3600.0] and len(names[0.0]) == 2  # the best is not the newest
+    assert len(writes[0.0]) == 8 and sorted(writes[3600.0]) == names[3600.0]
+    for (_, a), (_, b) in zip(sorted(per_epoch.items()), sorted(deferred.items()), strict=True):
+        assert a.state.epoch == b.state.epoch
+        np.testing.assert_array_equal(a.model.flat, b.model.flat)
+        np.testing.assert_array_equal(a.state.average_flat, b.state.average_flat)
+        assert a.state.history.val_acc == b.state.history.val_acc
+    # Each epoch reports the best so far, written or not (the master keeps its train_acc).
+    reported = {
+        e.data["epoch"]: e.data["best_epoch"]
+        for e in events(redis)
+        if e.kind is EventKind.EPOCH and e.trial_id == 42
+    }
+    assert reported[5.0] == 5.0 and reported[8.0] == 5.0
 
 
 def test_every_kept_checkpoint_is_put_on_disk(
