@@ -258,9 +258,11 @@ class _CheckpointWriter:
         if not self.stop.may_write():
             return  # the stop flag ends the trial
         val_acc = state.history.val_acc[-1]
-        if self.every_file or time.monotonic() >= self.next_write:
+        # A finished run's last epoch is its end: written now, so that its event names it.
+        finished = state.status is not TrainStatus.RUNNING
+        if self.every_file or finished or time.monotonic() >= self.next_write:
             self.write(model, state, val_acc)
-        elif state.status is TrainStatus.RUNNING:  # a finished run's end is written next
+        else:
             name = checkpoint_name(val_acc, self.trial.trial_id, state.epoch)
             others = [n for _, n in self.checkpoints]
             if self.unwritten_best is not None:

@@ -206,6 +206,19 @@ def test_a_best_epoch_between_writes_ends_in_the_file_a_write_per_epoch_leaves(
     assert reported[5.0] == 5.0 and reported[8.0] == 5.0
 
 
+def test_a_last_epoch_that_is_the_best_is_reported_with_its_file(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The master takes a trial's train_acc from the event of its best epoch: the last epoch
+    of a finished run is written before its event, which names it as the best."""
+    monkeypatch.setattr(jobs, "SYNC_SECONDS", 3600.0)
+    outcome = run_trial(trial_job())  # its validation accuracy rises every epoch
+    assert outcome["status"] == "finished" and outcome["best_epoch"] == 4.0
+    last = [e.data for e in events(redis) if e.kind is EventKind.EPOCH][-1]
+    assert last["epoch"] == 4.0 and last["best_epoch"] == 4.0
+    assert last["checkpoints"] == outcome["checkpoints"]
+
+
 def test_every_kept_checkpoint_is_put_on_disk(
     redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
