@@ -17,6 +17,7 @@ import logging
 import socket
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +194,18 @@ def _accuracy(model: FullyConnectedNet, data: Dataset) -> float:
         return model.accuracy(data.X_val, data.y_val)
 
 
-def _beats(name: str, others: list[CheckpointName]) -> bool:
+def _beats(name: CheckpointName, others: list[CheckpointName]) -> bool:
     """Whether a checkpoint of this name would be the best of it and `others`."""
-    key = best_first(parse_checkpoint_name(name))
-    return all(key > best_first(other) for other in others)
+    return all(best_first(name) > best_first(other) for other in others)
+
+
+@dataclass(frozen=True)
+class _Unwritten:
+    """An epoch kept in memory to be written later: its file name and archive entries."""
+
+    name: str
+    parsed: CheckpointName
+    arrays: dict[str, np.ndarray]
 
 
 class _CheckpointWriter:
@@ -252,7 +261,7 @@ class _CheckpointWriter:
         # end (and its best epoch, if that is another).
         self.next_sync = self.next_write = time.monotonic() + SYNC_SECONDS
         self.every_file = trial.keep_checkpoints == "all"  # each kept, so each on disk
-        self.unwritten_best: tuple[str, dict[str, np.ndarray]] | None = None  # name, entries
+        self.unwritten_best: _Unwritten | None = None
 
     def epoch(self, model: FullyConnectedNet, state: TrainState) -> None:
         if not self.stop.may_write():
@@ -264,12 +273,10 @@ class _CheckpointWriter:
             self.write(model, state, val_acc)
         else:
             name = checkpoint_name(val_acc, self.trial.trial_id, state.epoch)
-            others = [n for _, n in self.checkpoints]
-            if self.unwritten_best is not None:
-                others.append(parse_checkpoint_name(self.unwritten_best[0]))
-            if _beats(name, others):
+            parsed = parse_checkpoint_name(name)
+            if _beats(parsed, self._names()):
                 arrays = checkpoint_arrays(model, state, self.extra, self.preprocessing, True)
-                self.unwritten_best = (name, arrays)
+                self.unwritten_best = _Unwritten(name, parsed, arrays)
         self.report_epoch(state, len(state.history.epoch) - 1)
 
     def report_epoch(self, state: TrainState, k: int) -> None:
@@ -303,10 +310,10 @@ class _CheckpointWriter:
         unwritten, self.unwritten_best = self.unwritten_best, None
         if (
             unwritten is not None
-            and unwritten[0] != name
-            and not _beats(name, [parse_checkpoint_name(unwritten[0])])
+            and unwritten.name != name
+            and not _beats(parse_checkpoint_name(name), [unwritten.parsed])
         ):  # still the best: its own file (the same name is this very epoch)
-            self._add(write_checkpoint(self.directory / unwritten[0], unwritten[1], False))
+            self._add(write_checkpoint(self.directory / unwritten.name, unwritten.arrays, False))
         arrays = checkpoint_arrays(model, state, self.extra, self.preprocessing)
         path = write_checkpoint(self.directory / name, arrays, durable=False)
         self._add(path)
@@ -319,6 +326,14 @@ class _CheckpointWriter:
         self._prune()
         self.last_iteration = state.iteration
         return True
+
+    def _names(self) -> list[CheckpointName]:
+        """The trial's checkpoint names, the unwritten best's included (as its file will
+        name it)."""
+        names = [name for _, name in self.checkpoints]
+        if self.unwritten_best is not None:
+            names.append(self.unwritten_best.parsed)
+        return names
 
     def _add(self, path: Path) -> None:
         checkpoints = [c for c in self.checkpoints if c[0] != path]
@@ -365,11 +380,8 @@ class _CheckpointWriter:
 
     def _files(self, state: TrainState) -> CheckpointFiles:
         paths = [str(p.relative_to(self.root)) for p, _ in self.checkpoints]
-        names = [name for _, name in self.checkpoints]
-        if self.unwritten_best is not None:  # the best as its file will name it
-            names.append(parse_checkpoint_name(self.unwritten_best[0]))
         best_val_acc, best_epoch = reported_best(
-            names,
+            self._names(),
             state.best_val_acc,
             state.best_epoch,
             promoted=self.trial.resume_from is not None,
