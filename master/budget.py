@@ -57,9 +57,12 @@ def lay_out(
 ) -> list[PlannedStage]:
     """Stages whose planned epochs add up to at most `budget`, the finalists at max_epochs.
 
-    The finalists are a multiple of `parallel` (the trials that run at once) where the budget
-    allows: the last stage has no next one to start early, and 3 finalists on 2 workers
-    would leave one idle for a whole finalist's training."""
+    The finalists, and the stage before them, are a multiple of `parallel` (the trials that
+    run at once) where the budget allows: the last stage has no next one to start early, and
+    3 finalists on 2 workers would leave one idle for a whole finalist's training; 9 trials
+    before 4 finalists on 2 workers start the finalists one trial apart, and that offset is
+    the sweep's tail (one worker idle while the other trains the last finalist: 1.3-3.8 s of
+    a 42 s budget sweep, measured, against 0.5-1.9 s with 10 before them)."""
     epochs = rungs(max_epochs, min_epochs, reduction)
     best = _halving(1, epochs, reduction, 1)  # one trial all along: max_epochs <= budget
     for group in sorted({parallel, 1}, reverse=True):
@@ -81,7 +84,7 @@ def _halving(first: int, epochs: list[int], reduction: float, group: int) -> lis
     stages = [PlannedStage(trials=first, epochs=epochs[0])]
     for k, e in enumerate(epochs[1:], start=1):
         kept = max(1, math.ceil(stages[-1].trials / reduction))
-        if k == len(epochs) - 1:  # the finalists: a multiple of the group, if there are enough
+        if k >= len(epochs) - 2:  # the last two stages in whole groups, if there are enough
             kept = min(stages[-1].trials, math.ceil(kept / group) * group)
         stages.append(PlannedStage(trials=kept, epochs=e, promote=kept, keep_top=kept))
     return stages
@@ -93,7 +96,7 @@ def _spend_rest(stages: list[PlannedStage], budget: int, group: int) -> list[Pla
     stages = list(stages)
     for k in range(len(stages) - 1, 0, -1):
         left = budget - total_cost(stages)
-        unit = group if k == len(stages) - 1 else 1
+        unit = group if k >= len(stages) - 2 else 1
         extra = left // (stages[k].epochs * unit) * unit
         if extra > 0:
             s = stages[k]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from core.messages import (
@@ -108,7 +108,9 @@ def _apply(session: Session, trial: Trial, event: TrialEvent, batch: _Batch) -> 
                 trial.num_classes = started.num_classes
             if started.resumed_from_epoch < trial.start_epoch:
                 # A promoted trial whose parent's checkpoint could not be used trains the
-                # inherited epochs again: they count as trained by it.
+                # inherited epochs again: they count as trained by it, and its history is
+                # what it trains, not the copy of its parent's.
+                _forget_epochs_after(session, trial, started.resumed_from_epoch, batch)
                 trial.start_epoch = started.resumed_from_epoch
                 trial.reason = (
                     f"could not go on from trial {trial.parent_id}'s checkpoint; trained "
@@ -161,6 +163,15 @@ def _add_epoch(trial: Trial, epoch: EpochEnded, batch: _Batch) -> None:
     )
     trial.epochs_done = max(trial.epochs_done, epoch.epoch)
     trial.val_acc = epoch.val_acc
+
+
+def _forget_epochs_after(session: Session, trial: Trial, epoch: float, batch: _Batch) -> None:
+    session.execute(
+        delete(TrialEpoch).where(TrialEpoch.trial_id == trial.id, TrialEpoch.epoch > epoch)
+    )
+    batch.stored = {(t, e) for t, e in batch.stored if t != trial.id or e <= epoch}
+    trial.epochs_done = epoch
+    trial.val_acc = trial.best_val_acc = trial.best_epoch = trial.train_acc = None
 
 
 def _warn_stage(session: Session, trial: Trial, warnings: list[str], batch: _Batch) -> None:

@@ -14,7 +14,7 @@ from itertools import pairwise
 from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from master.evaluating import evaluate_finished_sweep, gather_seed_members
@@ -25,6 +25,7 @@ from master.models import (
     Sweep,
     SweepStatus,
     Trial,
+    TrialEpoch,
     TrialStatus,
     utcnow,
 )
@@ -122,7 +123,10 @@ def _start_stage(
 def _add_promoted(
     session: Session, sweep: Sweep, stage: Stage, parents: list[Trial], first_index: int
 ) -> None:
-    session.add_all(
+    """Trials that go on from `parents`, each with its parent's history as its own first
+    epochs: copied here, in the database, rather than re-sent by the worker (a third of a
+    budget sweep's epoch events were inherited ones)."""
+    children = [
         Trial(
             sweep_id=sweep.id,
             stage_index=stage.index,
@@ -132,9 +136,27 @@ def _add_promoted(
             hyperparameters=parent.hyperparameters,
             seed=parent.seed,  # the same run, trained on: the same seed
             num_epochs=stage.epochs,
+            # Where the run stands: its parent's end, until it trains an epoch of its own.
+            epochs_done=parent.epochs_done,
+            val_acc=parent.val_acc,
+            best_val_acc=parent.best_val_acc,
+            best_epoch=parent.best_epoch,
+            train_acc=parent.train_acc,
         )
         for i, parent in enumerate(parents, start=first_index)
-    )
+    ]
+    session.add_all(children)
+    session.flush()  # the children's ids
+    for child in children:
+        inherited = select(literal(child.id), *_EPOCH_COLUMNS).where(
+            TrialEpoch.trial_id == child.parent_id, TrialEpoch.epoch <= child.start_epoch
+        )
+        columns = ["trial_id", *(c.key for c in _EPOCH_COLUMNS)]
+        session.execute(insert(TrialEpoch).from_select(columns, inherited))
+
+
+# What a promoted trial copies of each of its parent's epochs: all but the row's own keys.
+_EPOCH_COLUMNS = [c for c in TrialEpoch.__table__.columns if c.key not in ("id", "trial_id")]
 
 
 def promote_early(

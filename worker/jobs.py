@@ -123,8 +123,10 @@ def _train_trial(
     host = socket.gethostname()
     warnings = list(data.warnings)
     reporter.send(Started(worker, host, state.epoch, damaged, warnings, data.num_classes))
-    for k in range(len(state.history.epoch)):  # what the checkpoint holds, in case it was lost
-        writer.report_epoch(state, k)
+    if existing:  # a resumed attempt: what its checkpoint holds, in case the events were lost
+        for k in range(len(state.history.epoch)):
+            writer.report_epoch(state, k)
+    # (A promoted trial's first epochs are its parent's: the master copied them.)
     if state.status is not TrainStatus.RUNNING:
         return writer.report_end(state, stop)
     started = time.perf_counter()

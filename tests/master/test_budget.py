@@ -49,3 +49,22 @@ def test_the_readme_claim_every_max_epochs_up_to_100() -> None:
             for reduction in (2.0, 3.0, 4.0):
                 cost = total_cost(lay_out(budget, max_epochs, None, reduction))
                 assert 0.95 * budget <= cost <= budget, (budget, max_epochs, reduction, cost)
+
+
+@pytest.mark.parametrize("parallel", [2, 3, 4])
+def test_the_finalists_and_the_stage_before_them_fill_whole_groups_of_workers(
+    parallel: int,
+) -> None:
+    stages = lay_out(800, 80, parallel=parallel)
+    assert [s.epochs for s in stages] == [3, 9, 27, 80]
+    for stage in stages[-2:]:
+        assert stage.trials % parallel == 0, stages
+    assert 0.95 * 800 <= total_cost(stages) <= 800
+
+
+def test_the_issue_example_budget_on_two_workers() -> None:
+    stages = lay_out(800, 80, parallel=2)
+    assert [(s.trials, s.epochs, s.promote) for s in stages] == [
+        (82, 3, 0), (27, 9, 27), (10, 27, 10), (4, 80, 4),
+    ]  # fmt: skip
+    assert total_cost(stages) == 800

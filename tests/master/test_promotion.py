@@ -9,7 +9,7 @@ from core.messages import EventKind, TrialEvent, job_id
 from master.db import Database
 from master.dispatching import _parent_checkpoints, trial_job
 from master.events import apply_events
-from master.models import Stage, Sweep, Trial, TrialStatus
+from master.models import Stage, Sweep, Trial, TrialEpoch, TrialStatus
 from master.spec import SweepSpec
 from master.sweeps import advance_if_stage_done, create_sweep
 from master.views import sweep_public
@@ -111,19 +111,73 @@ def test_epochs_trained_count_a_promoted_trial_own_epochs_only(db: Database) -> 
         assert sweep_public(session, sweep).epochs_trained == 10 + 8 + 12
 
 
-def test_a_promoted_trial_that_could_not_go_on_has_no_inherited_epochs(db: Database) -> None:
+def add_epochs(session: Session, trial: Trial, epochs: list[float]) -> None:
+    session.add_all(
+        TrialEpoch(trial_id=trial.id, epoch=e, cost=2.0 - e / 10, train_acc=e / 10,
+                   val_acc=e / 20, average_val_acc=None, learning_rate=1e-3,
+                   update_ratio={"W1": 1e-3 * e}, loss=[2.0, 1.9 - e / 10],
+                   distributions={"dead_units": {"1": e}})
+        for e in epochs
+    )  # fmt: skip
+
+
+def epoch_rows(session: Session, trial_id: int) -> list[dict[str, object]]:
+    rows = session.scalars(
+        select(TrialEpoch).where(TrialEpoch.trial_id == trial_id).order_by(TrialEpoch.epoch)
+    )
+    fields = ("epoch", "cost", "train_acc", "val_acc", "average_val_acc", "learning_rate",
+              "update_ratio", "loss", "distributions")  # fmt: skip
+    return [{f: getattr(row, f) for f in fields} for row in rows]
+
+
+def promote_after_two_recorded_epochs(db: Database) -> int:
+    """A sweep whose first stage's 5 trials each recorded epochs 1 and 2, then ended: its
+    best 2 promoted."""
     sweep_id = end_first_stage(db, [("finished", 0.5 + k / 10) for k in range(5)])
     with db.writing() as session:
+        for trial in stage_trials(session, sweep_id, 0):
+            add_epochs(session, trial, [1.0, 2.0])
         advance_if_stage_done(session, sweep_id)
+    return sweep_id
+
+
+def test_a_promoted_trial_starts_with_its_parents_epochs_as_its_own(db: Database) -> None:
+    sweep_id = promote_after_two_recorded_epochs(db)
+    with db.reading() as session:
+        promoted = [t for t in stage_trials(session, sweep_id, 1) if t.parent_id is not None]
+        assert len(promoted) == 2
+        for child in promoted:
+            parent = session.get_one(Trial, child.parent_id)
+            # Copied when it was promoted: its worker sends only the epochs it trains.
+            assert epoch_rows(session, child.id) == epoch_rows(session, parent.id)
+            assert [r["epoch"] for r in epoch_rows(session, child.id)] == [1.0, 2.0]
+            assert (child.epochs_done, child.val_acc, child.best_val_acc) == (
+                2.0,
+                parent.val_acc,
+                parent.best_val_acc,
+            )
+            assert child.epochs_trained == 0.0
+
+
+def test_a_promoted_trial_that_could_not_go_on_has_no_inherited_epochs(db: Database) -> None:
+    sweep_id = promote_after_two_recorded_epochs(db)
+    with db.writing() as session:
         child = stage_trials(session, sweep_id, 1)[0]
         child.attempts, child.job_id = 1, job_id(child.id, 1)
     started = TrialEvent(EventKind.STARTED, child.id, 1, {"worker": "w", "resumed_from_epoch": 0.0})
+    retrained = TrialEvent(
+        EventKind.EPOCH, child.id, 1,
+        {"epoch": 1.0, "train_acc": 0.3, "val_acc": 0.25, "cost": 1.5, "loss": [1.6]},
+    )  # fmt: skip
     with db.writing() as session:
-        apply_events(session, [started])
+        apply_events(session, [started, retrained])
     with db.reading() as session:
         trial = session.get_one(Trial, child.id)
         assert trial.start_epoch == 0.0
         assert trial.reason is not None and f"trial {trial.parent_id}'s checkpoint" in trial.reason
+        # What it trains again is its history, not the copy of its parent's epochs.
+        assert [(r["epoch"], r["val_acc"]) for r in epoch_rows(session, child.id)] == [(1.0, 0.25)]
+        assert trial.epochs_done == 1.0 and trial.val_acc == 0.25
 
 
 def finish_trial(session: Session, trial: Trial, val_acc: float) -> None:
