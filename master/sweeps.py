@@ -14,8 +14,8 @@ from itertools import pairwise
 from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, insert, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, aliased
 
 from master.evaluating import evaluate_finished_sweep, gather_seed_members
 from master.models import (
@@ -147,12 +147,15 @@ def _add_promoted(
     ]
     session.add_all(children)
     session.flush()  # the children's ids
-    for child in children:
-        inherited = select(literal(child.id), *_EPOCH_COLUMNS).where(
-            TrialEpoch.trial_id == child.parent_id, TrialEpoch.epoch <= child.start_epoch
-        )
-        columns = ["trial_id", *(c.key for c in _EPOCH_COLUMNS)]
-        session.execute(insert(TrialEpoch).from_select(columns, inherited))
+    child = aliased(Trial)
+    inherited = (
+        select(child.id, *_EPOCH_COLUMNS)
+        .join(child, child.parent_id == TrialEpoch.trial_id)
+        .where(child.id.in_([c.id for c in children]), TrialEpoch.epoch <= child.start_epoch)
+    )  # every child's at once
+    session.execute(
+        insert(TrialEpoch).from_select(["trial_id", *(c.key for c in _EPOCH_COLUMNS)], inherited)
+    )
 
 
 # What a promoted trial copies of each of its parent's epochs: all but the row's own keys.
