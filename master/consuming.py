@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,10 @@ BATCH = 200
 # Applying events one transaction each cost the master 3 ms of CPU per epoch event (SQLite,
 # a 256x256 model's epoch is 50 ms), against 0.3 ms in batches of 8: so a read that brings
 # only progress (STARTED, EPOCH) waits this long for more to apply with it. An ENDED event
-# is applied at once: the next stage and the next trial's dispatch wait on it.
+# is applied at once when a worker may soon wait on what it decides (the next stage, a
+# promotion, a re-queued trial); while the queue holds a job for every worker, it waits too:
+# applying each of a budget sweep's short first-stage trials on its own was a quarter of the
+# master's CPU.
 LINGER_SECONDS = 0.5
 # Events that could not be applied (a bug, or a worker of another version), kept with the
 # error for a look instead of being dropped without a trace once acknowledged.
@@ -61,10 +65,21 @@ class Backlog:
 
 
 class EventConsumer:
-    def __init__(self, db: Database, redis: Redis, linger_seconds: float = LINGER_SECONDS) -> None:
+    def __init__(
+        self,
+        db: Database,
+        redis: Redis,
+        linger_seconds: float = LINGER_SECONDS,
+        work_queued: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """`work_queued`: whether every worker has a job queued for it, so that an ended
+        trial's consequences can wait for the batch (a round trip to Redis; asked once per
+        read that brings an ENDED event)."""
         self.db = db
         self.redis = redis
         self.linger_seconds = linger_seconds
+        self.work_queued = work_queued
+        self._ended_may_wait: bool | None = None  # asked once per read, when needed
         self._group_ready = False
         self._pending_done = False
 
@@ -85,9 +100,10 @@ class EventConsumer:
         if not entries:
             return Consumed()
         events = self._parse(entries)
+        self._ended_may_wait = None
         if self._pending_done:
             deadline = time.monotonic() + self.linger_seconds
-            while len(entries) < BATCH and not any(e.kind is EventKind.ENDED for e in events):
+            while len(entries) < BATCH and self._may_wait(events):
                 left_ms = int(1000 * (deadline - time.monotonic()))
                 if left_ms <= 0:
                     break
@@ -107,6 +123,14 @@ class EventConsumer:
             for e in events
         )
         return Consumed(len(entries), ended_sweeps, requeued)
+
+    def _may_wait(self, events: list[TrialEvent]) -> bool:
+        """Whether these events can wait for more to apply with them."""
+        if not any(e.kind is EventKind.ENDED for e in events):
+            return True
+        if self._ended_may_wait is None:
+            self._ended_may_wait = self.work_queued()
+        return self._ended_may_wait
 
     def _read(
         self, start_id: str, block_ms: int, count: int = BATCH

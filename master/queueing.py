@@ -70,6 +70,11 @@ class TrialQueue:
     def worker_count(self) -> int:
         return int(Worker.count(queue=self.queue))
 
+    def job_per_worker_queued(self) -> bool:
+        """Whether at least as many jobs wait in the queue as workers serve it (and one)."""
+        queued = self.queue.count
+        return queued > 0 and queued >= self.worker_count()
+
     def fetch(self, rq_id: str) -> Job | None:
         try:
             return Job.fetch(rq_id, connection=self.redis, serializer=JSONSerializer)

@@ -43,7 +43,7 @@ class Scheduler:
     ) -> None:
         self.redis = redis
         self.dispatcher = dispatcher
-        self.consumer = EventConsumer(db, redis)
+        self.consumer = EventConsumer(db, redis, work_queued=queue.job_per_worker_queued)
         self.liveness = Liveness(db, redis, queue, dispatcher, self.consumer.all_applied, clock)
         self.evaluations = Evaluations(db, redis, queue, self.liveness.ready)
         self.lease = SchedulerLease(redis, lease_seconds, clock=clock)

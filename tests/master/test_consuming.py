@@ -1,5 +1,5 @@
-"""The event consumer on a real Redis and database: what "every event applied" means, and
-what becomes of an event that cannot be applied."""
+"""The event consumer on a real Redis and database: what "every event applied" means, what
+becomes of an event that cannot be applied, and when a read waits for more events."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from rq import Worker
 from sqlalchemy import select
 
-from core.messages import EVENT_STREAM, EventKind, TrialEvent, job_id
+from core.messages import EVENT_STREAM, EventKind, TrialEvent, TrialJob, job_id
+from master import consuming
 from master.consuming import UNAPPLIED_STREAM, EventConsumer
 from master.db import Database
 from master.models import Trial
+from master.queueing import TrialQueue
 from master.spec import SweepSpec
 from master.sweeps import create_sweep
 from tests.master.factories import example_spec
@@ -103,3 +106,57 @@ def test_progress_waits_for_more_events_and_an_end_is_applied_at_once(
     assert consumed[0].read == 3 and consumed[0].ended_sweeps  # one step, one transaction
     with consumer.db.reading() as session:
         assert session.get_one(Trial, trial_id).status == "finished"
+
+
+def test_an_end_waits_for_more_events_while_every_worker_has_a_job_queued(
+    consumer: EventConsumer, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trial_id = a_running_trial(consumer)
+    consumer.linger_seconds = 60.0
+    asked: list[bool] = []
+
+    def work_queued() -> bool:
+        asked.append(True)
+        return True
+
+    consumer.work_queued = work_queued
+    monkeypatch.setattr(consuming, "BATCH", 3)  # the third event ends the wait
+    consumer.step()
+
+    def read_unacknowledged() -> int:
+        groups: Any = redis.xinfo_groups(EVENT_STREAM)
+        return int(groups[0]["pending"])
+
+    send(redis, TrialEvent(EventKind.STARTED, trial_id, 1, {"worker": "w"}))
+    send(redis, TrialEvent(EventKind.ENDED, trial_id, 1, {"status": "finished"}))
+    consumed: list[Any] = []
+    step = threading.Thread(target=lambda: consumed.append(consumer.step()))
+    step.start()
+    wait_for(lambda: read_unacknowledged() == 2, 10, "the step to read the start and end")
+    assert step.is_alive() and not consumed, "the ENDED event was applied at once"
+    with consumer.db.reading() as session:
+        assert session.get_one(Trial, trial_id).status == "queued"
+    send(redis, TrialEvent(EventKind.STARTED, trial_id, 1, {"worker": "w"}))
+    step.join(timeout=30)
+    assert not step.is_alive()
+    assert consumed[0].read == 3 and consumed[0].ended_sweeps
+    assert asked == [True]  # asked once for the read, not once per event
+    with consumer.db.reading() as session:
+        assert session.get_one(Trial, trial_id).status == "finished"
+
+
+def test_a_job_per_worker_queued_counts_the_queue_against_its_registered_workers(
+    redis: Redis,
+) -> None:
+    queue = TrialQueue(redis, "hpsearch")
+    assert not queue.job_per_worker_queued()  # nothing queued, no worker
+    workers = [Worker([queue.queue], name=f"w{i}", connection=redis) for i in range(2)]
+    for worker in workers:
+        worker.register_birth()
+    trial = TrialJob(1, 1, 0, "digits", {}, 1.0, 0, 3.0)
+    queue.enqueue([("job-1", [trial])])
+    assert not queue.job_per_worker_queued()  # one job for two workers
+    queue.enqueue([("job-2", [trial])])
+    assert queue.job_per_worker_queued()
+    for worker in workers:
+        worker.register_death()
