@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 
 from worker.lifecycle import SHUTTING_DOWN
+from worker.memory import keep_freed_memory
 from worker.runner import make_worker
 from worker.settings import WorkerSettings
 
@@ -37,6 +38,7 @@ def run_worker(args: argparse.Namespace) -> int:
     connection errors), start it again with back-off instead of exiting."""
     settings = WorkerSettings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    keep_freed_memory()
     redis = Redis.from_url(settings.redis_url)
     backoff = 1.0
     try:
