@@ -48,6 +48,16 @@ def dead_job_key(rq_job_id: str) -> str:
     return f"hpsearch:dead:job:{rq_job_id}"
 
 
+# A shutdown request waits under this key until its worker takes it (at its next heartbeat or
+# lease renewal, within about a second): RQ's own shutdown command is a pub/sub message, lost
+# while the worker is not subscribed, as in the first seconds after Redis restarted.
+SHUTDOWN_REQUEST_SECONDS = 3600
+
+
+def worker_shutdown_key(worker_name: str) -> str:
+    return f"hpsearch:shutdown:worker:{worker_name}"
+
+
 def ensemble_stop_key(ensemble_id: int) -> str:
     return f"hpsearch:stop:ensemble:{ensemble_id}"
 

@@ -15,35 +15,52 @@ gave is covered here:
   Worker's monitoring loop, which a SimpleWorker does not run: left alone it expires after
   the heartbeat TTL (30 s), and RQ's registry clean-up (which the master runs) then fails
   a healthy long trial as abandoned.
-- Shutting down: the first SIGTERM or SIGINT (or the master's shutdown command) interrupts
+- Shutting down: the first SIGTERM or SIGINT (or the master's shutdown request) interrupts
   the running trial at its next stop poll; it checkpoints and reports INTERRUPTED, the master
   re-queues it and another worker resumes it from that checkpoint. A second signal is RQ's
-  cold stop.
+  cold stop. The master's request is RQ's pub/sub command and a key the worker takes with
+  its next heartbeat or lease renewal: a command sent while the worker was not subscribed
+  (Redis restarting) is lost, the key waits. The heartbeat also asks Redis whether the worker
+  is still subscribed, and subscribes it again if not.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, worker_registration
+from rq.command import parse_payload
 from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from core.messages import LEASE_RENEW_SECONDS, LEASE_SECONDS, dead_job_key, lease_key
+from core.messages import (
+    LEASE_RENEW_SECONDS,
+    LEASE_SECONDS,
+    dead_job_key,
+    lease_key,
+    worker_shutdown_key,
+)
 from worker.lifecycle import LEASE_RENEWED, SHUTTING_DOWN, SUPERSEDED
 
 log = logging.getLogger(__name__)
 WORKER_TTL_SECONDS = 10  # RQ's heartbeat expiry while idle (renewed at every dequeue poll)
 HEARTBEAT_SECONDS = LEASE_RENEW_SECONDS  # RQ's own heartbeats and re-registrations, at most
+# One SIGINT per process for a shutdown request, however many ways it arrives: a second one
+# is RQ's cold stop.
+_SHUTDOWN_SIGNALLED = threading.Event()
+_SHUTDOWN_LOCK = threading.Lock()
 
 
 def _clock() -> float:
@@ -98,6 +115,12 @@ class TrialWorker(SimpleWorker):
             return
         self._beaten = now
         own = pipeline if pipeline is not None else self.connection.pipeline()
+        if pipeline is None:  # our own round trip: whether a shutdown request waits
+            own.delete(worker_shutdown_key(self.name))
+        # Whether Redis still has us listening for commands.
+        check_channel = pipeline is None and self.pubsub is not None
+        if check_channel:
+            own.pubsub_numsub(self.pubsub_channel_name)
         # RQ's own registration comes first, when the worker starts.
         if self.birth_date is not None and now - self._registered >= HEARTBEAT_SECONDS:
             self._registered = now
@@ -105,7 +128,40 @@ class TrialWorker(SimpleWorker):
             worker_registration.register(self, own)
         super().heartbeat(timeout, pipeline=own)
         if pipeline is None:
-            own.execute()
+            replies = own.execute()
+            if replies[0]:
+                self.request_shutdown("a shutdown request")
+            if check_channel and not replies[1][0][1]:
+                self._listen_again()
+
+    def handle_payload(self, message: dict[Any, Any]) -> None:
+        """RQ's commands (pub/sub): a shutdown goes through request_shutdown, which the
+        waiting request may have triggered already; the others are RQ's."""
+        if parse_payload(message).get("command") == "shutdown":
+            self.request_shutdown("a shutdown command")
+        else:
+            super().handle_payload(message)
+
+    def request_shutdown(self, how: str) -> None:
+        """A warm shutdown, as RQ's own command makes it (SIGINT to this process, which RQ
+        handles in the main thread), once however many times it is asked for."""
+        with _SHUTDOWN_LOCK:
+            if _SHUTDOWN_SIGNALLED.is_set():
+                return
+            _SHUTDOWN_SIGNALLED.set()
+        log.info("worker %s: %s; shutting down after the running trial", self.name, how)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def _listen_again(self) -> None:
+        """Subscribe to this worker's command channel again. A worker idle in RQ's dequeue
+        loop when Redis restarted keeps its old subscription object, which did not always
+        subscribe again on the new server: it then never heard a shutdown request."""
+        log.warning("worker %s: no longer subscribed to its commands; subscribing again", self.name)
+        try:
+            self.unsubscribe()
+        except RedisError:
+            pass  # the old connection is gone anyway
+        self.subscribe()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.heartbeat_ttl_seconds  # the lease thread renews it; trials have no timeout
@@ -142,6 +198,7 @@ class _Lease(threading.Thread):
         with self.worker.connection.pipeline(transaction=False) as pipe:
             pipe.set(lease_key(self.job_id), self.worker.name, ex=LEASE_SECONDS)
             pipe.exists(dead_job_key(self.job_id))
+            pipe.delete(worker_shutdown_key(self.worker.name))
             self.worker.heartbeat(ttl, pipeline=pipe)
             if self.execution is not None:
                 # Only updates an entry that exists (XX): an ended job is not re-added.
@@ -149,8 +206,10 @@ class _Lease(threading.Thread):
             # The lease runs from when Redis set it, which is no earlier than this: a reply
             # held up by a partition must not make a lease the master gave up look fresh.
             sent = time.monotonic()
-            dead = pipe.execute()[1]
+            dead, shutdown = pipe.execute()[1:3]
         LEASE_RENEWED[self.job_id] = sent
+        if shutdown:
+            self.worker.request_shutdown("a shutdown request")
         if dead:
             log.warning("job %s was given up for dead by the master; ending it", self.job_id)
             SUPERSEDED.add(self.job_id)

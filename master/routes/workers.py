@@ -9,6 +9,7 @@ from fastapi import Path as PathParam
 from rq import Worker
 from rq.command import send_shutdown_command
 
+from core.messages import SHUTDOWN_REQUEST_SECONDS, worker_shutdown_key
 from master.routes.sweeps import ERRORS
 from master.schemas import Message, WorkersPublic
 from master.services import ServicesDep, TokenDep
@@ -38,5 +39,7 @@ def shutdown_worker(name: WorkerName, services: ServicesDep) -> Message:
     """Ask a worker to exit after its current trial (a warm shutdown)."""
     if not any(w.name == name for w in Worker.all(connection=services.redis)):
         raise NotFound(f"worker {name}: no such live worker")
+    # The key first: the worker takes it even if it misses the command (see core.messages).
+    services.redis.set(worker_shutdown_key(name), "1", ex=SHUTDOWN_REQUEST_SECONDS)
     send_shutdown_command(services.redis, name)
     return Message(detail=f"worker {name}: shutdown requested")

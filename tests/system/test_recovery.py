@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from rq import Queue
 
 from core.config import TrainConfig
 from core.data import load_dataset
@@ -117,13 +118,18 @@ def test_a_killed_worker_is_noticed_and_its_trial_resumes_elsewhere(system: Syst
 
 
 def test_a_killed_master_restarts_and_loses_no_event(system: System) -> None:
-    stages = [{"trials": 40, "epochs": 2}, {"trials": 10, "epochs": 2, "keep_top": 5}]
+    # A first stage long enough that the workers still have jobs queued when the master
+    # has applied ten ends: it applies them in batches of up to half a second while every
+    # worker has a job queued, and 40 trials of 2 epochs took less than that in all.
+    stages = [{"trials": 40, "epochs": 10}, {"trials": 10, "epochs": 2, "keep_top": 5}]
     sweep_id = system.submit(short_trials_spec("kill-the-master", 40, stages=stages))
+    queue = Queue("hpsearch", connection=system.redis)
 
-    def ten_ended() -> bool:
-        return sum(t["status"] in FINAL for t in system.trials(sweep_id)) >= 10
+    def ten_ended_with_work_left() -> bool:
+        ended = sum(t["status"] in FINAL for t in system.trials(sweep_id))
+        return ended >= 10 and queue.count >= 2
 
-    wait_for(ten_ended, 60, "ten trials to end")
+    wait_for(ten_ended_with_work_left, 60, "ten trials to end while jobs are still queued")
     assert system.master is not None
     system.master.send_signal(signal.SIGKILL)
     system.master.wait()
@@ -325,6 +331,12 @@ def test_an_emptied_redis_lists_every_working_worker_again_within_seconds(
     restarted = time.monotonic()
     wait_for(lambda: system.get("/api/workers")["count"] == 2, 20, "both workers listed again")
     print(f"\nboth workers listed again {time.monotonic() - restarted:.1f} s after Redis restarted")
+    channels = [f"rq:pubsub:{name}" for name in system.workers]
+    wait_for(
+        lambda: all(count for _, count in system.redis.pubsub_numsub(*channels)),
+        20,
+        "both workers subscribed to their commands again",
+    )
 
     assert system.wait_until_done(sweep_id, timeout=180)["status"] == "finished"
     assert_accounted_for(system, sweep_id, 30)

@@ -15,6 +15,7 @@ import yaml
 from rq import Queue
 
 from core.checkpoint import parse_checkpoint_name
+from core.messages import worker_shutdown_key
 from tests.conftest import SWEEPS_GROUP
 from tests.master.factories import example_spec
 from tests.servers import REPO, wait_for
@@ -184,3 +185,16 @@ def test_workers_are_listed_and_can_be_shut_down(system: System) -> None:
     assert code == 202, body
     wait_for(lambda: extra.poll() is not None, 15, "the extra worker to exit")
     assert system.post("/api/workers/no-such-worker/shutdown")[0] == 404
+
+
+def test_a_shutdown_request_the_worker_did_not_hear_waits_for_it(system: System) -> None:
+    # As the master's request leaves it when the pub/sub command is lost (a worker that is
+    # not subscribed, as after Redis restarted): only the waiting key.
+    deaf = system.processes.hpsearch("worker-deaf", "worker", "--name", "deaf-worker")
+    wait_for(lambda: system.get("/api/workers")["count"] == 3, 30, "the extra worker")
+    system.redis.set(worker_shutdown_key("deaf-worker"), "1", ex=60)
+    wait_for(lambda: deaf.poll() is not None, 15, "the worker to take the request and exit")
+    assert deaf.returncode == 0
+    assert not system.redis.exists(worker_shutdown_key("deaf-worker"))  # taken, not left
+    log = (system.processes.logs / "worker-deaf.log").read_text()
+    assert "a shutdown request; shutting down" in log
