@@ -59,6 +59,17 @@ class Dispatcher:
             self.enqueue_pending()
         return advanced
 
+    def advance_running(self) -> set[int]:
+        """advance() for every running sweep: the reconcile pass's catch-up for a stage end
+        that no ended trial moved on (the database went away between applying the last
+        ENDED event and advancing, or the master died there; the event is acknowledged by
+        then, and nothing else would ever end that stage)."""
+        with self.db.reading() as session:
+            running = session.scalars(
+                select(Sweep.id).where(Sweep.status == SweepStatus.RUNNING)
+            ).all()
+        return self.advance(running)
+
     def enqueue_pending(self) -> int:
         """Give every queued trial of a running sweep that has no job one; returns how many
         jobs."""

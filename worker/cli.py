@@ -9,6 +9,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 
+from core.messages import worker_shutdown_key
 from worker.lifecycle import SHUTTING_DOWN
 from worker.memory import keep_freed_memory
 from worker.runner import make_worker
@@ -40,6 +41,11 @@ def run_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     keep_freed_memory()
     redis = Redis.from_url(settings.redis_url)
+    if args.name:
+        try:  # a request for an earlier process of this name is not for this one
+            redis.delete(worker_shutdown_key(args.name))
+        except RedisError:
+            pass  # Redis not up yet: nothing can have been asked of this name meanwhile
     backoff = 1.0
     try:
         while True:

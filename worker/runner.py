@@ -139,6 +139,10 @@ class TrialWorker(SimpleWorker):
         waiting request may have triggered already; the others are RQ's."""
         if parse_payload(message).get("command") == "shutdown":
             self.request_shutdown("a shutdown command")
+            try:  # taken: a worker of this name started later must not take it too
+                self.connection.delete(worker_shutdown_key(self.name))
+            except RedisError:
+                pass  # it expires, and the heartbeat would take it first
         else:
             super().handle_payload(message)
 

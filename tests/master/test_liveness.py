@@ -16,7 +16,7 @@ from master.consuming import EventConsumer
 from master.db import Database
 from master.dispatching import Dispatcher
 from master.liveness import MAX_ATTEMPTS, REDIS_OUTAGE_GRACE_SECONDS, Liveness
-from master.models import Trial, TrialStatus
+from master.models import Sweep, SweepStatus, Trial, TrialStatus
 from master.queueing import TrialQueue
 from master.spec import SweepSpec
 from master.sweeps import create_sweep
@@ -38,6 +38,7 @@ class Parts:
     db: Database
     redis: Redis
     queue: TrialQueue
+    dispatcher: Dispatcher
     consumer: EventConsumer
     liveness: Liveness
     clock: Clock
@@ -57,7 +58,7 @@ def parts(redis: Redis, tmp_path: Path) -> Iterator[Parts]:
         create_sweep(session, spec)
     dispatcher.enqueue_pending()
     consumer.step()  # makes the consumer group: every event (none yet) is applied
-    yield Parts(db, redis, queue, consumer, liveness, clock)
+    yield Parts(db, redis, queue, dispatcher, consumer, liveness, clock)
     db.dispose()
 
 
@@ -193,3 +194,24 @@ def test_a_worker_sees_the_dead_mark_and_ends_its_job(parts: Parts) -> None:
     lease.renew()
     assert job.id in SUPERSEDED
     SUPERSEDED.discard(job.id)
+
+
+def test_a_stage_end_no_ended_trial_moved_on_is_caught_up_by_the_reconcile_pass(
+    parts: Parts,
+) -> None:
+    # The last trial's end applied and acknowledged, then the advance that follows it lost
+    # (the database went away in between): nothing but the reconcile pass ends the sweep.
+    trial = the_trial(parts)
+    for kind, data in (
+        (EventKind.STARTED, {"worker": "w"}),
+        (EventKind.ENDED, {"status": "finished", "epochs_done": 5.0, "val_acc": 0.5}),
+    ):
+        event = TrialEvent(kind, trial.id, trial.attempts, data)
+        parts.redis.xadd("hpsearch:events", event.to_fields())  # type: ignore[arg-type]
+    parts.consumer.step()
+    with parts.db.reading() as session:
+        assert session.scalars(select(Sweep.status)).one() == SweepStatus.RUNNING
+    assert parts.dispatcher.advance_running() == {trial.sweep_id}
+    with parts.db.reading() as session:
+        assert session.scalars(select(Sweep.status)).one() == SweepStatus.FINISHED
+    assert parts.dispatcher.advance_running() == set()  # nothing left to move on

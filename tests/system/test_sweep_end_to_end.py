@@ -198,3 +198,18 @@ def test_a_shutdown_request_the_worker_did_not_hear_waits_for_it(system: System)
     assert not system.redis.exists(worker_shutdown_key("deaf-worker"))  # taken, not left
     log = (system.processes.logs / "worker-deaf.log").read_text()
     assert "a shutdown request; shutting down" in log
+
+
+def test_a_shutdown_request_left_from_an_earlier_worker_of_its_name_is_not_taken(
+    system: System,
+) -> None:
+    system.redis.set(worker_shutdown_key("reborn-worker"), "1", ex=60)
+    reborn = system.processes.hpsearch("worker-reborn", "worker", "--name", "reborn-worker")
+    # It clears the old request before it registers, so once it is listed no heartbeat of
+    # its own can have taken it.
+    wait_for(lambda: system.get("/api/workers")["count"] == 3, 30, "the reborn worker")
+    assert not system.redis.exists(worker_shutdown_key("reborn-worker"))
+    assert reborn.poll() is None
+    assert "shutting down" not in (system.processes.logs / "worker-reborn.log").read_text()
+    reborn.terminate()
+    reborn.wait(timeout=30)
