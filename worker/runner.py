@@ -20,8 +20,7 @@ gave is covered here:
   re-queues it and another worker resumes it from that checkpoint. A second signal is RQ's
   cold stop. The master's request is RQ's pub/sub command and a key the worker takes with
   its next heartbeat or lease renewal: a command sent while the worker was not subscribed
-  (Redis restarting) is lost, the key waits. The heartbeat also asks Redis whether the worker
-  is still subscribed, and subscribes it again if not.
+  (Redis restarting) is lost, the key waits.
 """
 
 from __future__ import annotations
@@ -117,10 +116,6 @@ class TrialWorker(SimpleWorker):
         own = pipeline if pipeline is not None else self.connection.pipeline()
         if pipeline is None:  # our own round trip: whether a shutdown request waits
             own.delete(worker_shutdown_key(self.name))
-        # Whether Redis still has us listening for commands.
-        check_channel = pipeline is None and self.pubsub is not None
-        if check_channel:
-            own.pubsub_numsub(self.pubsub_channel_name)
         # RQ's own registration comes first, when the worker starts.
         if self.birth_date is not None and now - self._registered >= HEARTBEAT_SECONDS:
             self._registered = now
@@ -131,8 +126,6 @@ class TrialWorker(SimpleWorker):
             replies = own.execute()
             if replies[0]:
                 self.request_shutdown("a shutdown request")
-            if check_channel and not replies[1][0][1]:
-                self._listen_again()
 
     def handle_payload(self, message: dict[Any, Any]) -> None:
         """RQ's commands (pub/sub): a shutdown goes through request_shutdown, which the
@@ -155,17 +148,6 @@ class TrialWorker(SimpleWorker):
             _SHUTDOWN_SIGNALLED.set()
         log.info("worker %s: %s; shutting down after the running trial", self.name, how)
         os.kill(os.getpid(), signal.SIGINT)
-
-    def _listen_again(self) -> None:
-        """Subscribe to this worker's command channel again. A worker idle in RQ's dequeue
-        loop when Redis restarted keeps its old subscription object, which did not always
-        subscribe again on the new server: it then never heard a shutdown request."""
-        log.warning("worker %s: no longer subscribed to its commands; subscribing again", self.name)
-        try:
-            self.unsubscribe()
-        except RedisError:
-            pass  # the old connection is gone anyway
-        self.subscribe()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.heartbeat_ttl_seconds  # the lease thread renews it; trials have no timeout

@@ -331,12 +331,6 @@ def test_an_emptied_redis_lists_every_working_worker_again_within_seconds(
     restarted = time.monotonic()
     wait_for(lambda: system.get("/api/workers")["count"] == 2, 20, "both workers listed again")
     print(f"\nboth workers listed again {time.monotonic() - restarted:.1f} s after Redis restarted")
-    channels = [f"rq:pubsub:{name}" for name in system.workers]
-    wait_for(
-        lambda: all(count for _, count in system.redis.pubsub_numsub(*channels)),
-        20,
-        "both workers subscribed to their commands again",
-    )
 
     assert system.wait_until_done(sweep_id, timeout=180)["status"] == "finished"
     assert_accounted_for(system, sweep_id, 30)
