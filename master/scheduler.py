@@ -66,8 +66,8 @@ class Scheduler:
                 self.step(block_ms)
                 if self.clock() >= next_reconcile:
                     self.liveness.judge()
-                    if self.dispatcher.advance_running():
-                        self.evaluations.enqueue_pending()
+                    # Its queueing follows: trials below, evaluations in step().
+                    self.dispatcher.advance_running()
                     self.dispatcher.enqueue_pending()
                     self.evaluations.step()
                     next_reconcile = self.clock() + self.reconcile_seconds
