@@ -1,14 +1,14 @@
 """Search quality at equal compute: hpsearch's stages against random search and Optuna.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 benchmarks/search.py [--seeds 5]
-        [--budget 800] [--workers 2] [--datasets classification shells digits]
+        [--first-seed 0] [--budget 800] [--workers 2] [--datasets classification shells digits]
         [--methods budget budget-sobol stages promote random tpe-hyperband tpe
                    tpe-hyperband-parallel]
 
 Every method searches the same space for a 256x256 MLP trained with Adam (learning_rate
 10**U(-5, -1), reg 10**U(-7, 0), dropout U(0, 0.7); benchmarks/search_problem.py) with the
 same budget of --budget training epochs (800), no trial longer than 80, for each of --seeds
-seeds (the sweep's seed, or the sampler's and the runs' for Optuna):
+seeds from --first-seed (0) on (the sweep's seed, or the sampler's and the runs' for Optuna):
   budget                 (1) hpsearch's budget mode: `"budget": {"epochs": 800, "max_epochs":
                          80}` in place of stages, laid out by the master (for --workers)
   budget-sobol           (1s) (1) with `"sampler": "sobol"`
@@ -479,7 +479,8 @@ def on_test(t: TestOutcome) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
     parser.add_argument("--budget", type=int, default=DESIGN_BUDGET, help="epochs per search")
     parser.add_argument("--workers", type=int, default=2, help="hpsearch workers, and (7)'s")
     methods = [*HPSEARCH_METHODS, *OPTUNA_METHODS]
@@ -503,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{v}=1" for v in BLAS_THREAD_VARIABLES)
         + " (this process, hpsearch up's workers, the Optuna processes)"
     )
-    seeds = range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     tables = []
     with tempfile.TemporaryDirectory(prefix="hpsearch-search-") as tmp:
         root = Path(tmp)
