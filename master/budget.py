@@ -2,12 +2,15 @@
 
 Successive halving with lossless promotion, narrowed coarse to fine. The stages train for
 min_epochs, min_epochs x reduction, ... up to max_epochs (whole epochs, so that a trial can
-be trained on exactly). The first stage samples the user's ranges widely; every later one
-trains the best 1/reduction of the stage before on from their checkpoints, which costs only
-the epochs they add, and narrows the ranges around them (master.planning) for the few new
-trials it samples there. The epochs left over once the widest first stage fits go to new
-trials of the latest stages that they pay for, so that the plan spends the budget to within
-a first-stage trial's epochs.
+be trained on exactly). The trials of the first, shortest rung are drawn in two stages: half
+in the user's ranges, then half in ranges narrowed around the best sixth of those (the
+notes' coarse to fine, at the cheapest epochs: random draws over the whole space rarely land
+in the good region, and TPE's concentration there was what Optuna had over a single wide
+stage). Every later stage trains the best 1/reduction of the rung before on from their
+checkpoints, which costs only the epochs they add, and narrows the ranges around them
+(master.planning) for the few new trials it samples there. The epochs left over once the
+widest first rung fits go to new trials of the latest stages that they pay for, so that the
+plan spends the budget to within a first-stage trial's epochs.
 
 A stage's cost: new trials train all its epochs, promoted ones the difference to the stage
 before. Explosions only make a sweep cheaper than planned.
@@ -19,6 +22,8 @@ import math
 from dataclasses import dataclass
 
 FIRST_STAGE_SHARE = 27  # default min_epochs: max_epochs / 27 (three reductions by 3)
+REFINE_SHARE = 6  # the first rung's second half narrows around the best sixth of its first
+MIN_SPLIT = 12  # a first rung of fewer trials stays one stage (a sixth of 6 is one trial)
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,28 @@ def lay_out(
             else:
                 high = middle - 1
         if low >= 2:
-            return _spend_rest(_halving(low, epochs, reduction, group), budget, group)
-    return _spend_rest(best, budget, 1)
+            return _split_first(_spend_rest(_halving(low, epochs, reduction, group), budget, group))
+    return _split_first(_spend_rest(best, budget, 1))
+
+
+def _split_first(stages: list[PlannedStage]) -> list[PlannedStage]:
+    """The first stage as two of the same epochs and cost: half of its trials in its ranges,
+    the other half narrowed around the best sixth of those; the next stage promotes from the
+    second half. Only where a promotion follows and the second half has enough to promote."""
+    first = stages[0]
+    if len(stages) < 2 or first.trials < MIN_SPLIT:
+        return stages
+    wide = math.ceil(first.trials / 2)
+    refine = first.trials - wide
+    if stages[1].promote > refine:
+        return stages
+    return [
+        PlannedStage(trials=wide, epochs=first.epochs),
+        PlannedStage(
+            trials=refine, epochs=first.epochs, keep_top=max(1, round(wide / REFINE_SHARE))
+        ),
+        *stages[1:],
+    ]
 
 
 def _halving(first: int, epochs: list[int], reduction: float, group: int) -> list[PlannedStage]:

@@ -6,7 +6,11 @@ import math
 
 import pytest
 
-from master.budget import lay_out, rungs, total_cost
+from master.budget import REFINE_SHARE, PlannedStage, lay_out, rungs, total_cost
+
+
+def rung_trials(stages: list[PlannedStage], epochs: int) -> int:
+    return sum(s.trials for s in stages if s.epochs == epochs)
 
 
 @pytest.mark.parametrize("reduction", [2.0, 3.0, 4.0])
@@ -20,9 +24,13 @@ def test_a_layout_spends_the_budget_within_5_percent(
     assert 0.95 * budget <= total_cost(stages) <= budget
     assert stages[-1].epochs == max_epochs and stages[0].promote == 0
     for before, stage in zip(stages, stages[1:], strict=False):
+        if stage.epochs == before.epochs:  # the first rung's narrowed second half
+            assert stage is stages[1] and stage.promote == 0 and stage.keep_top
+            continue
         assert stage.epochs > before.epochs and stage.epochs == int(stage.epochs)
         assert 1 <= stage.promote <= min(stage.trials, before.trials)
-        assert stage.promote <= math.ceil(before.trials / reduction)  # the best 1/reduction
+        # the best 1/reduction of the rung before
+        assert stage.promote <= math.ceil(rung_trials(stages, int(before.epochs)) / reduction)
 
 
 def test_the_stages_divide_max_epochs_by_the_reduction_down_to_min_epochs() -> None:
@@ -34,10 +42,22 @@ def test_the_stages_divide_max_epochs_by_the_reduction_down_to_min_epochs() -> N
 
 def test_the_issue_example_budget() -> None:
     stages = lay_out(800, 80)
-    assert [(s.trials, s.epochs, s.promote) for s in stages] == [
-        (81, 3, 0), (29, 9, 27), (11, 27, 9), (3, 80, 3),
+    assert [(s.trials, s.epochs, s.promote, s.keep_top) for s in stages] == [
+        (41, 3, 0, None), (40, 3, 0, 7), (29, 9, 27, 27), (11, 27, 9, 9), (3, 80, 3, 3),
     ]  # fmt: skip
     assert total_cost(stages) == 798
+
+
+def test_the_first_rung_samples_its_second_half_around_the_best_sixth_of_its_first() -> None:
+    wide, refine, promoting, *_ = lay_out(800, 80, parallel=2)
+    assert wide.epochs == refine.epochs == 3 and wide.trials - refine.trials in (0, 1)
+    assert refine.promote == 0 and refine.keep_top == round(wide.trials / REFINE_SHARE)
+    assert promoting.promote <= refine.trials  # promoted from the narrowed half
+
+
+def test_a_first_rung_too_small_to_halve_stays_one_stage() -> None:
+    stages = lay_out(30, 10)  # 11 x 1 epoch first
+    assert stages[0].trials < 12 and stages[1].epochs > stages[0].epochs, stages
 
 
 def test_the_readme_claim_every_max_epochs_up_to_100() -> None:
@@ -56,7 +76,7 @@ def test_the_finalists_and_the_stage_before_them_fill_whole_groups_of_workers(
     parallel: int,
 ) -> None:
     stages = lay_out(800, 80, parallel=parallel)
-    assert [s.epochs for s in stages] == [3, 9, 27, 80]
+    assert [s.epochs for s in stages] == [3, 3, 9, 27, 80]
     for stage in stages[-2:]:
         assert stage.trials % parallel == 0, stages
     assert 0.95 * 800 <= total_cost(stages) <= 800
@@ -65,6 +85,6 @@ def test_the_finalists_and_the_stage_before_them_fill_whole_groups_of_workers(
 def test_the_issue_example_budget_on_two_workers() -> None:
     stages = lay_out(800, 80, parallel=2)
     assert [(s.trials, s.epochs, s.promote) for s in stages] == [
-        (82, 3, 0), (27, 9, 27), (10, 27, 10), (4, 80, 4),
+        (41, 3, 0), (41, 3, 0), (27, 9, 27), (10, 27, 10), (4, 80, 4),
     ]  # fmt: skip
     assert total_cost(stages) == 800

@@ -236,8 +236,8 @@ def test_a_budget_is_laid_out_for_the_workers_registered_unless_it_says(
     body = api.post("/api/sweeps", json=spec).json()
     assert body["spec"]["budget"]["parallel"] == 2
     assert body["stages"][-1]["trials"] == 4  # finalists in whole pairs
-    assert [s["trials"] for s in body["stages"]] == [82, 27, 10, 4]  # and the stage before
-    assert [s["promote"] for s in body["stages"]] == [0, 27, 10, 4]
+    assert [s["trials"] for s in body["stages"]] == [41, 41, 27, 10, 4]  # and the stage before
+    assert [s["promote"] for s in body["stages"]] == [0, 0, 27, 10, 4]
     # Two workers registered (as `hpsearch worker` registers itself): laid out for two.
     queue = Queue("hpsearch", connection=redis)
     registered = [Worker([queue], name=f"w{i}", connection=redis) for i in range(2)]
