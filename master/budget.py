@@ -3,7 +3,7 @@
 Successive halving with lossless promotion, narrowed coarse to fine. The stages train for
 min_epochs, min_epochs x reduction, ... up to max_epochs (whole epochs, so that a trial can
 be trained on exactly). The trials of the first, shortest rung are drawn in two stages: half
-in the user's ranges, then half in ranges narrowed around the best sixth of those (the
+in the user's ranges, then half in ranges narrowed around the best tenth of those (the
 notes' coarse to fine, at the cheapest epochs: random draws over the whole space rarely land
 in the good region, and TPE's concentration there was what Optuna had over a single wide
 stage). Every later stage trains the best 1/reduction of the rung before on from their
@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 
 FIRST_STAGE_SHARE = 27  # default min_epochs: max_epochs / 27 (three reductions by 3)
-REFINE_SHARE = 6  # the first rung's second half narrows around the best sixth of its first
-MIN_SPLIT = 12  # a first rung of fewer trials stays one stage (a sixth of 6 is one trial)
+REFINE_SHARE = 10  # the first rung's second half narrows around the best tenth of its first
+MIN_SPLIT = 12  # a first rung of fewer trials stays one stage (halves of 6 at least)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def lay_out(
 
 def _split_first(stages: list[PlannedStage]) -> list[PlannedStage]:
     """The first stage as two of the same epochs and cost: half of its trials in its ranges,
-    the other half narrowed around the best sixth of those; the next stage promotes from the
+    the other half narrowed around the best tenth of those; the next stage promotes from the
     second half. Only where a promotion follows and the second half has enough to promote."""
     first = stages[0]
     if len(stages) < 2 or first.trials < MIN_SPLIT:
