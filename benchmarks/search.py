@@ -1,7 +1,8 @@
 """Search quality at equal compute: hpsearch's stages against random search and Optuna.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 benchmarks/search.py [--seeds 5]
-        [--first-seed 0] [--budget 800] [--workers 2] [--datasets classification shells digits]
+        [--first-seed 0] [--budget 800] [--workers 2]
+        [--datasets classification shells friedman digits]
         [--methods budget budget-sobol stages promote random tpe-hyperband tpe
                    tpe-hyperband-parallel]
 
@@ -27,8 +28,10 @@ process; benchmarks/dispatch.py's System); Optuna drives core/ directly. The see
 after the other, each on both sides before the next (hpsearch first on even seeds, Optuna
 first on odd ones), so that a drift of the machine's speed falls on both; each seed's
 hpsearch runs have an `hpsearch up` of their own, stopped before Optuna's runs. Another --budget
-scales the trial counts. Datasets (generated, no network): classification and shells, which
-are not saturated; digits (saturated) as a quick smoke row. Each has a test split (the
+scales the trial counts. Datasets (generated, no network): classification, shells and
+friedman, which are not saturated (friedman was added after budget mode's layout was chosen
+on the other two, to check it on data it was not tuned on); digits (saturated) as a quick
+smoke row. Each has a test split (the
 generated ones: 1500 new draws from the same generator), which no method selects on.
 
 Per method and dataset it prints the best validation accuracy of any epoch of any trial
@@ -37,7 +40,9 @@ in the database; Optuna: the optimize calls, without starting Python), the CPU t
 process (hpsearch: master, workers and Redis, from /proc), the epochs trained (a promoted
 trial's inherited epochs not counted) and the worker utilization: the time spent training
 trials (hpsearch: each trial's start to its end; Optuna: inside the objective) over workers
-(or processes) x wall time. A method whose sweep is refused (e.g. a spec field this version
+(or processes) x wall time; then, when (7) ran, a line per hpsearch method against it
+seed by seed (seeds at or above it, the median and worst difference, the means, and the
+wall time ratio). A method whose sweep is refused (e.g. a spec field this version
 of the master does not know) prints the error and is skipped.
 
 A second table per dataset is the test split: the test accuracy of the best model by
@@ -423,6 +428,36 @@ def table(dataset: str, results: Results, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def seed_for_seed(results: Results, args: argparse.Namespace) -> str:
+    """Each hpsearch method against the parallel Optuna peer (7), seed by seed (both ran each
+    seed's searches back to back): on how many seeds it found a model at least as good, and
+    its wall time over the peer's."""
+    peer = results.outcomes.get("tpe-hyperband-parallel")
+    if not peer:
+        return ""
+    lines = []
+    for method in args.methods:
+        runs = results.outcomes.get(method)
+        if method not in HPSEARCH_METHODS or not runs or len(runs) != len(peer):
+            continue
+        ahead = sum(r.best_val_acc >= p.best_val_acc for r, p in zip(runs, peer, strict=True))
+        gaps = [r.best_val_acc - p.best_val_acc for r, p in zip(runs, peer, strict=True)]
+        ratios = [r.wall_seconds / p.wall_seconds for r, p in zip(runs, peer, strict=True)]
+        means = (
+            statistics.mean(r.best_val_acc for r in runs),
+            statistics.mean(p.best_val_acc for p in peer),
+        )
+        lines.append(
+            f"- {HPSEARCH_METHODS[method]} against (7), seed for seed: best val acc at or "
+            f"above on {ahead} of {len(runs)} seeds (difference median "
+            f"{statistics.median(gaps):+.3f}, worst {min(gaps):+.3f}; means {means[0]:.3f} "
+            f"against {means[1]:.3f}); wall time ratio median {statistics.median(ratios):.2f} "
+            f"({min(ratios):.2f}-{max(ratios):.2f}), faster on "
+            f"{sum(r < 1 for r in ratios)} of {len(runs)} seeds"
+        )
+    return "\n".join(lines)
+
+
 def test_table(dataset: str, results: Results, args: argparse.Namespace) -> str:
     """The test split: the best model by validation, and the top-k ensemble with k chosen on
     validation (hpsearch only), per method over the seeds."""
@@ -525,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                     elif side == "optuna" and optuna:
                         run_optuna(optuna, dataset, seed, args, root, results)
             tables.append(table(name, results, args))
+            if comparison := seed_for_seed(results, args):
+                tables.append(comparison)
             tables.append(test_table(name, results, args))
     print("\n" + "\n\n".join(tables))
     return 0
