@@ -8,7 +8,9 @@ notes' coarse to fine, at the cheapest epochs: random draws over the whole space
 in the good region, and TPE's concentration there was what Optuna had over a single wide
 stage). Every later stage trains the best 1/reduction of the rung before on from their
 checkpoints, which costs only the epochs they add, and narrows the ranges around them
-(master.planning) for the few new trials it samples there. The epochs left over once the
+(master.planning) for the few new trials it samples there. The first rung's two stages are
+ranked together (master.sweeps.rung): a good trial of the wide half goes on even when the
+narrowed half was narrowed around early results that misled. The epochs left over once the
 widest first rung fits go to new trials of the latest stages that they pay for, so that the
 plan spends the budget to within a first-stage trial's epochs.
 
@@ -87,15 +89,13 @@ def lay_out(
 
 def _split_first(stages: list[PlannedStage]) -> list[PlannedStage]:
     """The first stage as two of the same epochs and cost: half of its trials in its ranges,
-    the other half narrowed around the best tenth of those; the next stage promotes from the
-    second half. Only where a promotion follows and the second half has enough to promote."""
+    the other half narrowed around the best tenth of those; the next stage ranks both halves
+    together and promotes from either. Only where a stage follows."""
     first = stages[0]
     if len(stages) < 2 or first.trials < MIN_SPLIT:
         return stages
     wide = math.ceil(first.trials / 2)
     refine = first.trials - wide
-    if stages[1].promote > refine:
-        return stages
     return [
         PlannedStage(trials=wide, epochs=first.epochs),
         PlannedStage(

@@ -88,6 +88,21 @@ def plan_next_stage(
     return StagePlan(space, top, warnings)
 
 
+def space_hull(spaces: Sequence[Mapping[str, NumericRange | Choice]]) -> Space:
+    """The smallest space that holds every one of `spaces` (the same hyperparameters in
+    each): per range the lowest low and the highest high, per choice every value used."""
+    hull: Space = {}
+    for name, first in spaces[0].items():
+        dists = [space[name] for space in spaces]
+        if isinstance(first, Choice):
+            values = [v for d in dists if isinstance(d, Choice) for v in d.values]
+            hull[name] = Choice(values=list({repr(v): v for v in values}.values()))
+        else:
+            ranges = [d for d in dists if not isinstance(d, Choice)]
+            hull[name] = first.with_bounds(min(d.low for d in ranges), max(d.high for d in ranges))
+    return hull
+
+
 def _plan_range(
     name: str,
     dist: NumericRange,

@@ -24,6 +24,12 @@ class StagePublic(BaseModel):
     promote: int = Field(
         default=0, description="of `trials`, the previous stage's best trained on to `epochs`"
     )
+    ranked_from: list[int] = Field(
+        default_factory=list,
+        description="the stages whose trials this one promotes from and is planned around: "
+        "the stage before it and those right before that train as many epochs (budget "
+        "mode's first rung is two stages)",
+    )
     space: dict[str, Any] | None = Field(description="the distributions this stage samples")
     ranges: dict[str, str] = Field(description="each range in words, e.g. [1.00e-06, 10]")
     warnings: list[str]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Collection, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -174,6 +174,21 @@ class SweepSpec(BaseModel):
         return {**self.model, **self.fixed}
 
 
+class _Trains(Protocol):
+    @property
+    def epochs(self) -> float: ...
+
+
+def rung_start(stages: Sequence[_Trains], index: int) -> int:
+    """The first of the stages in a row, ending at `index`, that train as many epochs: one
+    rung, whose trials compare, so the stage after it ranks them together (budget mode's
+    first rung is drawn in two such stages, wide then narrowed)."""
+    first = index
+    while first > 0 and stages[first - 1].epochs == stages[index].epochs:
+        first -= 1
+    return first
+
+
 def _stage_problems(stages: Sequence[StageSpec]) -> list[str]:
     problems: list[str] = []
     for k, stage in enumerate(stages):
@@ -183,10 +198,13 @@ def _stage_problems(stages: Sequence[StageSpec]) -> list[str]:
                     problems.append(f"stages.0.{name}: the first stage has no previous stage")
             continue
         previous = stages[k - 1]
-        if stage.keep_top is not None and stage.keep_top > previous.trials:
+        first = rung_start(stages, k - 1)  # stage k ranks and promotes the whole rung
+        ranked = sum(s.trials for s in stages[first:k])
+        before = f"stage {k - 1}" if first == k - 1 else f"stages {first}-{k - 1}"
+        if stage.keep_top is not None and stage.keep_top > ranked:
             problems.append(
                 f"stages.{k}.keep_top: {stage.keep_top} is more than the "
-                f"{previous.trials} trials of stage {k - 1}"
+                f"{ranked} trials of {before}"
             )
         if not stage.promote:
             continue
@@ -195,10 +213,9 @@ def _stage_problems(stages: Sequence[StageSpec]) -> list[str]:
                 f"stages.{k}.promote: {stage.promote} is more than the stage's "
                 f"{stage.trials} trials"
             )
-        if stage.promote > previous.trials:
+        if stage.promote > ranked:
             problems.append(
-                f"stages.{k}.promote: {stage.promote} is more than the "
-                f"{previous.trials} trials of stage {k - 1}"
+                f"stages.{k}.promote: {stage.promote} is more than the {ranked} trials of {before}"
             )
         if stage.epochs <= previous.epochs:
             problems.append(

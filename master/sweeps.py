@@ -29,10 +29,10 @@ from master.models import (
     TrialStatus,
     utcnow,
 )
-from master.planning import TrialResult, default_keep_top, plan_next_stage
+from master.planning import TrialResult, default_keep_top, plan_next_stage, space_hull
 from master.sampling import sample_trials, stage_rng, trial_seed
 from master.space import Distribution, Space
-from master.spec import SweepSpec
+from master.spec import SweepSpec, rung_start
 
 _SPACE = TypeAdapter(dict[str, Distribution])
 
@@ -195,15 +195,17 @@ def promote_early(
     # One query for every stage's counts: this runs after each trial that ends.
     counts = stage_counts(session, sweep.id) if counts is None else counts
     for stage, following in pairs:
-        ended = sum(counts.get(stage.index, Counter())[s] for s in FINAL_STATUSES)
-        still_open = stage.trials - ended
+        pool = rung(sweep.stages, stage.index)
+        ended = sum(counts.get(s.index, Counter())[f] for s in pool for f in FINAL_STATUSES)
+        still_open = sum(s.trials for s in pool) - ended
         if still_open >= following.promote:
-            continue  # nobody can be sure yet: no need to read the stage's trials
+            continue  # nobody can be sure yet: no need to read the rung's trials
         # Only the columns that rank: whole rows (their JSON parsed) after every ended
         # trial were a fifth of the master's CPU in a budget sweep.
         finished = session.execute(
             select(Trial.id, Trial.status, Trial.val_acc, Trial.best_val_acc, Trial.checkpoints)
-            .where(Trial.sweep_id == sweep.id, Trial.stage_index == stage.index)
+            .where(Trial.sweep_id == sweep.id)
+            .where(Trial.stage_index.in_([s.index for s in pool]))
             .where(Trial.status == TrialStatus.FINISHED)
         ).all()
         sure = promotion(finished, following.promote)[: max(0, following.promote - still_open)]
@@ -220,6 +222,21 @@ def promote_early(
             session.flush()
             changed = True
     return changed
+
+
+def rung(stages: Sequence[Stage], index: int) -> list[Stage]:
+    """The stages a promotion into stage `index + 1` draws from: stage `index` and the
+    stages right before it that train as many epochs (budget mode's first rung is drawn in
+    two such stages, wide then narrowed). Ranking them together keeps a good trial of the
+    wide half when the narrowed half was narrowed around early results that misled."""
+    return list(stages[rung_start(stages, index) : index + 1])
+
+
+def _named(stages: Sequence[Stage]) -> str:
+    """E.g. "stage 3", or "stages 0-1" for a rung of two."""
+    if len(stages) == 1:
+        return f"stage {stages[0].index}"
+    return f"stages {stages[0].index}-{stages[-1].index}"
 
 
 def _stage_trials(session: Session, sweep_id: int, stage_index: int) -> list[Trial]:
@@ -256,15 +273,18 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
         return True
     spec = SweepSpec.stored(sweep.spec)
     following = sweep.stages[stage.index + 1]
-    trials = _stage_trials(session, sweep.id, stage.index)
+    # The next stage is planned from the whole rung (its trials trained as long: they
+    # compare), over the ranges its stages drew from.
+    pool = rung(sweep.stages, stage.index)
+    trials = [t for s in pool for t in _stage_trials(session, sweep.id, s.index)]
     results = [
         TrialResult(t.hyperparameters, t.status, t.best_val_acc, t.epochs_done) for t in trials
     ]
     plan = plan_next_stage(
-        current=space_from_json(stage.space or {}),
+        current=space_hull([space_from_json(s.space or {}) for s in pool]),
         user=dict(spec.space),
         results=results,
-        keep_top=following.keep_top or default_keep_top(stage.trials),
+        keep_top=following.keep_top or default_keep_top(len(trials)),
         base=spec.base_hyperparameters(),
         stage_index=stage.index,
     )
@@ -280,7 +300,7 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
     warnings = list(plan.warnings)
     if promoted < following.promote:
         warnings.append(
-            f"only {promoted} trials of stage {stage.index} finished to be trained on "
+            f"only {promoted} trials of {_named(pool)} finished to be trained on "
             f"(of {following.promote} asked): stage {following.index} samples the rest anew"
         )
     _start_stage(session, sweep, spec, following, plan.space, warnings, promoted)

@@ -34,7 +34,7 @@ from master.schemas import (
     TrialPublic,
     WorkerPublic,
 )
-from master.sweeps import space_from_json, stage_counts
+from master.sweeps import rung, space_from_json, stage_counts
 
 
 def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
@@ -50,6 +50,9 @@ def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
                 epochs=stage.epochs,
                 keep_top=stage.keep_top,
                 promote=stage.promote,
+                ranked_from=[s.index for s in rung(sweep.stages, stage.index - 1)]
+                if stage.index
+                else [],
                 space=stage.space,
                 ranges={name: dist.describe() for name, dist in space.items()},
                 warnings=stage.warnings or [],

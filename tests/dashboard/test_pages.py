@@ -354,3 +354,17 @@ def test_an_action_the_master_refuses_or_cannot_take_says_why(board: Board) -> N
     # Nothing listens at the default master URL in this test: the page says so, no trace.
     failed = board.client.post(f"/trials/{board.trials[-1]}/stop")
     assert failed.status_code == 503 and "the master cannot be reached" in failed.text
+
+
+def test_a_stage_after_a_rung_of_two_says_it_trains_on_from_both(board: Board) -> None:
+    stages = [
+        {"trials": 12, "epochs": 1},
+        {"trials": 12, "epochs": 1, "keep_top": 2},
+        {"trials": 8, "epochs": 3, "keep_top": 8, "promote": 8},
+        {"trials": 2, "epochs": 9, "keep_top": 2, "promote": 2},
+    ]
+    with board.db.writing() as session:
+        sweep_id = create_sweep(session, SweepSpec.model_validate(example_spec(stages=stages))).id
+    page = html.unescape(board.client.get(f"/sweeps/{sweep_id}").text)
+    assert "8 trained on from stages 0-1" in page
+    assert "2 trained on from stage 2" in page

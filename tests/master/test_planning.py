@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from master.planning import default_keep_top, final_border_warnings, plan_next_stage, top_trials
+from master.planning import (
+    default_keep_top,
+    final_border_warnings,
+    plan_next_stage,
+    space_hull,
+    top_trials,
+)
 from master.space import Choice, IntRange, LogUniform, Space, Uniform
 from tests.master.factories import result
 
@@ -30,6 +36,23 @@ def test_only_finished_trials_are_top_and_ties_go_to_more_epochs() -> None:
     top = top_trials(results, 2)
     assert [t.hyperparameters["learning_rate"] for t in top] == [2e-3, 1e-3]
     assert default_keep_top(60) == 12 and default_keep_top(3) == 1
+
+
+def test_the_hull_of_a_rung_spans_every_stage_range_and_choice() -> None:
+    narrowed: Space = {
+        "learning_rate": LogUniform(low=1e-7, high=1e-5),  # widened past the user's 1e-6
+        "dropout": Uniform(low=0.1, high=0.2),
+        "update": Choice(values=["adam", "momentum"]),
+        "batch_size": IntRange(low=40, high=60),
+    }
+    wide = {**SPACE, "batch_size": IntRange(low=50, high=200)}
+    assert space_hull([wide, narrowed]) == {
+        "learning_rate": LogUniform(low=1e-7, high=10),
+        "dropout": Uniform(low=0.0, high=0.5),
+        "update": Choice(values=["momentum", "nesterov", "adam"]),
+        "batch_size": IntRange(low=40, high=200),
+    }
+    assert space_hull([narrowed]) == narrowed
 
 
 def test_narrows_in_log_space_around_the_top_trials() -> None:

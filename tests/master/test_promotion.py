@@ -10,8 +10,9 @@ from master.db import Database
 from master.dispatching import _parent_checkpoints, trial_job
 from master.events import apply_events
 from master.models import Stage, Sweep, Trial, TrialEpoch, TrialStatus
+from master.space import Choice
 from master.spec import SweepSpec
-from master.sweeps import advance_if_stage_done, create_sweep
+from master.sweeps import advance_if_stage_done, create_sweep, space_from_json
 from master.views import sweep_public
 from tests.master.factories import example_spec
 
@@ -269,3 +270,54 @@ def test_a_sweep_fails_only_when_its_first_trials_all_fail_alike(db: Database) -
         for trial in trials:
             trial.reason = "ValueError: a bug"
         assert failing_alike(session, sweep) is None  # not an error of the sweep's inputs
+
+
+RUNG_STAGES = [
+    {"trials": 4, "epochs": 2},
+    {"trials": 4, "epochs": 2, "keep_top": 1},  # the same epochs: one rung with stage 0
+    {"trials": 3, "epochs": 6, "keep_top": 3, "promote": 3},
+]
+
+
+def test_a_promotion_ranks_every_stage_of_the_rung_before_it(db: Database) -> None:
+    spec = SweepSpec.model_validate(example_spec(stages=RUNG_STAGES))
+    with db.writing() as session:
+        sweep_id = create_sweep(session, spec).id
+    with db.writing() as session:
+        for trial, val_acc in zip(
+            stage_trials(session, sweep_id, 0), (0.9, 0.2, 0.6, 0.3), strict=True
+        ):
+            finish_trial(session, trial, val_acc)
+        assert advance_if_stage_done(session, sweep_id)  # stage 1 sampled, nothing promoted
+        assert stage_trials(session, sweep_id, 2) == []
+    with db.writing() as session:
+        second = stage_trials(session, sweep_id, 1)
+        for trial, val_acc in zip(second[:3], (0.8, 0.1, 0.5), strict=True):
+            finish_trial(session, trial, val_acc)
+        # One trial of the rung still open: 0.9 (stage 0) and 0.8 are sure of the best 3.
+        assert advance_if_stage_done(session, sweep_id)
+        first = stage_trials(session, sweep_id, 0)
+        early = stage_trials(session, sweep_id, 2)
+        assert [t.parent_id for t in early] == [first[0].id, second[0].id]
+    with db.writing() as session:
+        finish_trial(session, stage_trials(session, sweep_id, 1)[3], 0.55)
+        assert advance_if_stage_done(session, sweep_id)
+    with db.reading() as session:
+        first = stage_trials(session, sweep_id, 0)
+        third = stage_trials(session, sweep_id, 2)
+        # The best 3 of the 8 trials at 2 epochs, whichever of the two stages drew them:
+        # stage 0's 0.6 beats stage 1's 0.55.
+        assert [t.parent_id for t in third] == [first[0].id, second[0].id, first[2].id]
+        # The stage is planned around them too: its ranges hold each one's values.
+        planned = space_from_json(
+            session.scalars(
+                select(Stage.space).where(Stage.sweep_id == sweep_id, Stage.index == 2)
+            ).one()
+        )
+        for top in (first[0], second[0], first[2]):
+            for name, dist in planned.items():
+                value = top.hyperparameters[name]
+                if isinstance(dist, Choice):
+                    assert value in dist.values, (name, value, dist)
+                else:
+                    assert dist.low <= value <= dist.high, (name, value, dist)

@@ -238,6 +238,8 @@ def test_a_budget_is_laid_out_for_the_workers_registered_unless_it_says(
     assert body["stages"][-1]["trials"] == 4  # finalists in whole pairs
     assert [s["trials"] for s in body["stages"]] == [41, 41, 27, 10, 4]  # and the stage before
     assert [s["promote"] for s in body["stages"]] == [0, 0, 27, 10, 4]
+    # The 27 are the best of both first stages (one rung of 3 epochs).
+    assert [s["ranked_from"] for s in body["stages"]] == [[], [0], [0, 1], [2], [3]]
     # Two workers registered (as `hpsearch worker` registers itself): laid out for two.
     queue = Queue("hpsearch", connection=redis)
     registered = [Worker([queue], name=f"w{i}", connection=redis) for i in range(2)]

@@ -120,6 +120,20 @@ def test_bad_specs_name_the_field(edit: Any, expected: str) -> None:
     assert any(p.startswith(expected) for p in found), found
 
 
+def test_a_stage_after_a_rung_of_two_may_keep_and_promote_from_both() -> None:
+    rung_of_two = [
+        {"trials": 10, "epochs": 2},
+        {"trials": 10, "epochs": 2, "keep_top": 2},
+        {"trials": 15, "epochs": 6, "keep_top": 20, "promote": 15},
+    ]
+    assert parse_sweep_spec(example_spec(stages=rung_of_two)).stages[2].promote == 15
+    rung_of_two[2].update(trials=25, keep_top=21, promote=21)
+    assert problems(example_spec(stages=rung_of_two)) == [
+        "stages.2.keep_top: 21 is more than the 20 trials of stages 0-1",
+        "stages.2.promote: 21 is more than the 20 trials of stages 0-1",
+    ]
+
+
 def test_a_bad_base_is_reported_once_not_for_every_range() -> None:
     spec = example_spec()
     spec["fixed"]["momentum"] = 2
