@@ -149,6 +149,22 @@ def friedman(directory: Path) -> str:
     return write_npz(directory / "friedman.npz", X[:6000], y[:6000], X[6000:], y[6000:])
 
 
+def xor(directory: Path) -> str:
+    """4 classes by the signs of two products of standard normal pairs (x0 x1 and x2 x3),
+    beside 26 features of pure noise, 5% of the labels drawn anew. Added after budget mode's
+    three-part first rung was chosen on the three above, to check it on data it was not
+    tuned on. Measured, 40 epochs: learning_rate 1e-2 with reg 1e-3 and dropout 0.3 reaches
+    0.86, 1e-4 0.37; curves cross (1e-3 with reg 1e-2 and dropout 0.5 stands at 0.40 at
+    epoch 9 and reaches 0.82, 5e-3 without reg 0.72 at epoch 3 and falls to 0.69). The test
+    examples are further draws of the same generator."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6000 + NUM_TEST, 30))
+    y = 2 * (X[:, 0] * X[:, 1] > 0) + (X[:, 2] * X[:, 3] > 0)
+    redrawn = rng.random(len(y)) < 0.05
+    y[redrawn] = rng.integers(0, 4, redrawn.sum())
+    return write_npz(directory / "xor.npz", X[:6000], y[:6000], X[6000:], y[6000:])
+
+
 def digits(directory: Path) -> str:
     """The bundled digits: saturated (every decent run is near 0.97), a quick smoke row."""
     return "digits"
@@ -158,9 +174,10 @@ DATASETS: dict[str, Callable[[Path], str]] = {
     "classification": classification,
     "shells": shells,
     "friedman": friedman,
+    "xor": xor,
     "digits": digits,
 }
-DEFAULT_DATASETS = ("classification", "shells", "friedman")
+DEFAULT_DATASETS = ("classification", "shells", "friedman", "xor")
 
 
 def write_npz(
