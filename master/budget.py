@@ -2,17 +2,18 @@
 
 Successive halving with lossless promotion, narrowed coarse to fine. The stages train for
 min_epochs, min_epochs x reduction, ... up to max_epochs (whole epochs, so that a trial can
-be trained on exactly). The trials of the first, shortest rung are drawn in two stages: half
-in the user's ranges, then half in ranges narrowed around the best tenth of those (the
-notes' coarse to fine, at the cheapest epochs: random draws over the whole space rarely land
-in the good region, and TPE's concentration there was what Optuna had over a single wide
-stage). Every later stage trains the best 1/reduction of the rung before on from their
-checkpoints, which costs only the epochs they add, and narrows the ranges around them
-(master.planning) for the few new trials it samples there. The first rung's two stages are
-ranked together (master.sweeps.rung): a good trial of the wide half goes on even when the
-narrowed half was narrowed around early results that misled. The epochs left over once the
-widest first rung fits go to new trials of the latest stages that they pay for, so that the
-plan spends the budget to within a first-stage trial's epochs.
+be trained on exactly). The trials of the first, shortest rung are drawn in three stages: a
+third in the user's ranges, a third in ranges narrowed around the best tenth of those, and
+the rest narrowed around the best tenth of both (the notes' coarse to fine, twice, at the
+cheapest epochs: random draws over the whole space rarely land in the good region, and
+TPE's concentration there was what Optuna had over a single wide stage; the second
+narrowing can move past the first's border where the first's best sat on it). Every later
+stage trains the best 1/reduction of the rung before on from their checkpoints, which costs
+only the epochs they add, and narrows the ranges around them (master.planning) for the few
+new trials it samples there. The first rung's stages are ranked together (master.sweeps.rung):
+a good trial of the wide part goes on even when a narrowing was misled by early results.
+The epochs left over once the widest first rung fits go to new trials of the latest stages
+that they pay for, so that the plan spends the budget to within a first-stage trial's epochs.
 
 A stage's cost: new trials train all its epochs, promoted ones the difference to the stage
 before. Explosions only make a sweep cheaper than planned.
@@ -24,8 +25,9 @@ import math
 from dataclasses import dataclass
 
 FIRST_STAGE_SHARE = 27  # default min_epochs: max_epochs / 27 (three reductions by 3)
-REFINE_SHARE = 10  # the first rung's second half narrows around the best tenth of its first
-MIN_SPLIT = 12  # a first rung of fewer trials stays one stage (halves of 6 at least)
+REFINE_SHARE = 10  # each later part of the first rung narrows around the best tenth before it
+MIN_PART = 6  # trials in a part of the first rung at the least (fewer: fewer parts)
+MAX_PARTS = 3  # wide, narrowed, narrowed again
 
 
 @dataclass(frozen=True)
@@ -88,21 +90,22 @@ def lay_out(
 
 
 def _split_first(stages: list[PlannedStage]) -> list[PlannedStage]:
-    """The first stage as two of the same epochs and cost: half of its trials in its ranges,
-    the other half narrowed around the best tenth of those; the next stage ranks both halves
-    together and promotes from either. Only where a stage follows."""
+    """The first stage as up to three of the same epochs and cost: a third of its trials in
+    its ranges, a third narrowed around the best tenth of those, the rest narrowed around the
+    best tenth of both (master.sweeps plans a stage from its whole rung); the next stage ranks
+    all of them together and promotes from any. Only where a stage follows, and each part
+    MIN_PART trials at least."""
     first = stages[0]
-    if len(stages) < 2 or first.trials < MIN_SPLIT:
+    parts = min(MAX_PARTS, first.trials // MIN_PART)
+    if len(stages) < 2 or parts < 2:
         return stages
-    wide = math.ceil(first.trials / 2)
-    refine = first.trials - wide
-    return [
-        PlannedStage(trials=wide, epochs=first.epochs),
-        PlannedStage(
-            trials=refine, epochs=first.epochs, keep_top=max(1, round(wide / REFINE_SHARE))
-        ),
-        *stages[1:],
-    ]
+    size = first.trials // parts
+    split = [PlannedStage(trials=size, epochs=first.epochs)]
+    for k in range(1, parts):
+        trials = size if k < parts - 1 else first.trials - size * (parts - 1)
+        keep_top = max(1, round(size * k / REFINE_SHARE))
+        split.append(PlannedStage(trials=trials, epochs=first.epochs, keep_top=keep_top))
+    return [*split, *stages[1:]]
 
 
 def _halving(first: int, epochs: list[int], reduction: float, group: int) -> list[PlannedStage]:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from master.budget import REFINE_SHARE, PlannedStage, lay_out, rungs, total_cost
+from master.budget import REFINE_SHARE, PlannedStage, _split_first, lay_out, rungs, total_cost
 
 
 def rung_trials(stages: list[PlannedStage], epochs: int) -> int:
@@ -24,11 +24,11 @@ def test_a_layout_spends_the_budget_within_5_percent(
     assert 0.95 * budget <= total_cost(stages) <= budget
     assert stages[-1].epochs == max_epochs and stages[0].promote == 0
     for before, stage in zip(stages, stages[1:], strict=False):
-        if stage.epochs == before.epochs:  # the first rung's narrowed second half
-            assert stage is stages[1] and stage.promote == 0 and stage.keep_top
+        if stage.epochs == before.epochs:  # a narrowed part of the first rung
+            assert stage in stages[1:3] and stage.promote == 0 and stage.keep_top
             continue
         assert stage.epochs > before.epochs and stage.epochs == int(stage.epochs)
-        ranked = rung_trials(stages, int(before.epochs))  # both halves of the first rung
+        ranked = rung_trials(stages, int(before.epochs))  # every part of the first rung
         assert 1 <= stage.promote <= min(stage.trials, ranked)
         # the best 1/reduction of the rung before
         assert stage.promote <= math.ceil(rung_trials(stages, int(before.epochs)) / reduction)
@@ -44,17 +44,28 @@ def test_the_stages_divide_max_epochs_by_the_reduction_down_to_min_epochs() -> N
 def test_the_issue_example_budget() -> None:
     stages = lay_out(800, 80)
     assert [(s.trials, s.epochs, s.promote, s.keep_top) for s in stages] == [
-        (41, 3, 0, None), (40, 3, 0, 4), (29, 9, 27, 27), (11, 27, 9, 9), (3, 80, 3, 3),
+        (27, 3, 0, None), (27, 3, 0, 3), (27, 3, 0, 5), (29, 9, 27, 27), (11, 27, 9, 9),
+        (3, 80, 3, 3),
     ]  # fmt: skip
     assert total_cost(stages) == 798
 
 
-def test_the_first_rung_samples_its_second_half_around_the_best_tenth_of_its_first() -> None:
-    wide, refine, promoting, *_ = lay_out(800, 80, parallel=2)
-    assert wide.epochs == refine.epochs == 3 and wide.trials - refine.trials in (0, 1)
-    assert refine.promote == 0 and refine.keep_top == round(wide.trials / REFINE_SHARE)
-    # ranked with the wide half: about the best third of both (27 of 82)
-    assert abs(promoting.promote - (wide.trials + refine.trials) / 3) <= 1
+def test_the_first_rung_narrows_twice_around_the_best_tenth_of_what_came_before() -> None:
+    wide, narrowed, again, promoting, *_ = lay_out(800, 80, parallel=2)
+    assert wide.epochs == narrowed.epochs == again.epochs == 3
+    assert (wide.trials, narrowed.trials, again.trials) == (27, 27, 28)
+    assert narrowed.keep_top == round(27 / REFINE_SHARE) and again.keep_top == round(54 / 10)
+    assert narrowed.promote == again.promote == 0
+    # ranked with the wide part: about the best third of all three (27 of 82)
+    assert abs(promoting.promote - (wide.trials + narrowed.trials + again.trials) / 3) <= 1
+
+
+@pytest.mark.parametrize(("first", "parts"), [(11, 1), (12, 2), (17, 2), (18, 3), (200, 3)])
+def test_a_first_rung_has_parts_of_six_trials_at_least(first: int, parts: int) -> None:
+    laid = [PlannedStage(trials=first, epochs=1), PlannedStage(2, 3, promote=2, keep_top=2)]
+    split = _split_first(laid)
+    assert len(split) == parts + 1 and sum(s.trials for s in split[:parts]) == first
+    assert all(s.trials >= 6 for s in split[:parts])
 
 
 def test_a_first_rung_too_small_to_halve_stays_one_stage() -> None:
@@ -78,7 +89,7 @@ def test_the_finalists_and_the_stage_before_them_fill_whole_groups_of_workers(
     parallel: int,
 ) -> None:
     stages = lay_out(800, 80, parallel=parallel)
-    assert [s.epochs for s in stages] == [3, 3, 9, 27, 80]
+    assert [s.epochs for s in stages] == [3, 3, 3, 9, 27, 80]
     for stage in stages[-2:]:
         assert stage.trials % parallel == 0, stages
     assert 0.95 * 800 <= total_cost(stages) <= 800
@@ -87,6 +98,6 @@ def test_the_finalists_and_the_stage_before_them_fill_whole_groups_of_workers(
 def test_the_issue_example_budget_on_two_workers() -> None:
     stages = lay_out(800, 80, parallel=2)
     assert [(s.trials, s.epochs, s.promote) for s in stages] == [
-        (41, 3, 0), (41, 3, 0), (27, 9, 27), (10, 27, 10), (4, 80, 4),
+        (27, 3, 0), (27, 3, 0), (28, 3, 0), (27, 9, 27), (10, 27, 10), (4, 80, 4),
     ]  # fmt: skip
     assert total_cost(stages) == 800

@@ -236,10 +236,11 @@ def test_a_budget_is_laid_out_for_the_workers_registered_unless_it_says(
     body = api.post("/api/sweeps", json=spec).json()
     assert body["spec"]["budget"]["parallel"] == 2
     assert body["stages"][-1]["trials"] == 4  # finalists in whole pairs
-    assert [s["trials"] for s in body["stages"]] == [41, 41, 27, 10, 4]  # and the stage before
-    assert [s["promote"] for s in body["stages"]] == [0, 0, 27, 10, 4]
-    # The 27 are the best of both first stages (one rung of 3 epochs).
-    assert [s["ranked_from"] for s in body["stages"]] == [[], [0], [0, 1], [2], [3]]
+    assert [s["trials"] for s in body["stages"]] == [27, 27, 28, 27, 10, 4]  # and the one before
+    assert [s["promote"] for s in body["stages"]] == [0, 0, 0, 27, 10, 4]
+    # Each part of the first rung is planned from the parts before it, and the 27 promoted
+    # are the best of all three (one rung of 3 epochs).
+    assert [s["ranked_from"] for s in body["stages"]] == [[], [0], [0, 1], [0, 1, 2], [3], [4]]
     # Two workers registered (as `hpsearch worker` registers itself): laid out for two.
     queue = Queue("hpsearch", connection=redis)
     registered = [Worker([queue], name=f"w{i}", connection=redis) for i in range(2)]

@@ -157,8 +157,8 @@ def test_a_budget_lays_out_stages_that_spend_it_and_reach_max_epochs() -> None:
     spec["budget"] = {"epochs": 800, "max_epochs": 80}
     parsed = parse_sweep_spec(spec)
     stages = parsed.stages
-    assert [s.epochs for s in stages] == [3, 3, 9, 27, 80]
-    assert stages[0].promote == stages[1].promote == 0 and all(s.promote for s in stages[2:])
+    assert [s.epochs for s in stages] == [3, 3, 3, 9, 27, 80]
+    assert not any(s.promote for s in stages[:3]) and all(s.promote for s in stages[3:])
     planned, previous = 0.0, 0.0
     for stage in stages:
         planned += stage.promote * (stage.epochs - previous)
