@@ -28,7 +28,7 @@ class StagePublic(BaseModel):
         default_factory=list,
         description="the stages whose trials this one promotes from and is planned around: "
         "the stage before it and those right before that train as many epochs (budget "
-        "mode's first rung is two stages)",
+        "mode's first rung is three stages)",
     )
     space: dict[str, Any] | None = Field(description="the distributions this stage samples")
     ranges: dict[str, str] = Field(description="each range in words, e.g. [1.00e-06, 10]")

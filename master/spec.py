@@ -182,7 +182,7 @@ class _Trains(Protocol):
 def rung_start(stages: Sequence[_Trains], index: int) -> int:
     """The first of the stages in a row, ending at `index`, that train as many epochs: one
     rung, whose trials compare, so the stage after it ranks them together (budget mode's
-    first rung is drawn in two such stages, wide then narrowed)."""
+    first rung is drawn in three such stages, wide, narrowed and narrowed again)."""
     first = index
     while first > 0 and stages[first - 1].epochs == stages[index].epochs:
         first -= 1

@@ -227,8 +227,8 @@ def promote_early(
 def rung(stages: Sequence[Stage], index: int) -> list[Stage]:
     """The stages a promotion into stage `index + 1` draws from: stage `index` and the
     stages right before it that train as many epochs (budget mode's first rung is drawn in
-    two such stages, wide then narrowed). Ranking them together keeps a good trial of the
-    wide half when the narrowed half was narrowed around early results that misled."""
+    three such stages, wide, narrowed and narrowed again). Ranking them together keeps a
+    good trial of the wide part when a narrowing was misled by early results."""
     return list(stages[rung_start(stages, index) : index + 1])
 
 
