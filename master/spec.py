@@ -189,6 +189,11 @@ def rung_start(stages: Sequence[_Trains], index: int) -> int:
     return first
 
 
+def name_stages(first: int, last: int) -> str:
+    """E.g. "stage 3", or "stages 0-2" for a rung of three."""
+    return f"stage {last}" if first == last else f"stages {first}-{last}"
+
+
 def _stage_problems(stages: Sequence[StageSpec]) -> list[str]:
     problems: list[str] = []
     for k, stage in enumerate(stages):
@@ -200,7 +205,7 @@ def _stage_problems(stages: Sequence[StageSpec]) -> list[str]:
         previous = stages[k - 1]
         first = rung_start(stages, k - 1)  # stage k ranks and promotes the whole rung
         ranked = sum(s.trials for s in stages[first:k])
-        before = f"stage {k - 1}" if first == k - 1 else f"stages {first}-{k - 1}"
+        before = name_stages(first, k - 1)
         if stage.keep_top is not None and stage.keep_top > ranked:
             problems.append(
                 f"stages.{k}.keep_top: {stage.keep_top} is more than the "

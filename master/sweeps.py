@@ -32,7 +32,7 @@ from master.models import (
 from master.planning import TrialResult, default_keep_top, plan_next_stage, space_hull
 from master.sampling import sample_trials, stage_rng, trial_seed
 from master.space import Distribution, Space
-from master.spec import SweepSpec, rung_start
+from master.spec import SweepSpec, name_stages, rung_start
 
 _SPACE = TypeAdapter(dict[str, Distribution])
 
@@ -232,16 +232,11 @@ def rung(stages: Sequence[Stage], index: int) -> list[Stage]:
     return list(stages[rung_start(stages, index) : index + 1])
 
 
-def _named(stages: Sequence[Stage]) -> str:
-    """E.g. "stage 3", or "stages 0-1" for a rung of two."""
-    if len(stages) == 1:
-        return f"stage {stages[0].index}"
-    return f"stages {stages[0].index}-{stages[-1].index}"
-
-
-def _stage_trials(session: Session, sweep_id: int, stage_index: int) -> list[Trial]:
-    query = select(Trial).where(Trial.sweep_id == sweep_id, Trial.stage_index == stage_index)
-    return list(session.scalars(query.order_by(Trial.index)))
+def _rung_trials(session: Session, sweep_id: int, pool: Sequence[Stage]) -> list[Trial]:
+    query = select(Trial).where(
+        Trial.sweep_id == sweep_id, Trial.stage_index.in_([s.index for s in pool])
+    )
+    return list(session.scalars(query.order_by(Trial.stage_index, Trial.index)))
 
 
 def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
@@ -276,7 +271,7 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
     # The next stage is planned from the whole rung (its trials trained as long: they
     # compare), over the ranges its stages drew from.
     pool = rung(sweep.stages, stage.index)
-    trials = [t for s in pool for t in _stage_trials(session, sweep.id, s.index)]
+    trials = _rung_trials(session, sweep.id, pool)
     results = [
         TrialResult(t.hyperparameters, t.status, t.best_val_acc, t.epochs_done) for t in trials
     ]
@@ -300,8 +295,9 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
     warnings = list(plan.warnings)
     if promoted < following.promote:
         warnings.append(
-            f"only {promoted} trials of {_named(pool)} finished to be trained on "
-            f"(of {following.promote} asked): stage {following.index} samples the rest anew"
+            f"only {promoted} trials of {name_stages(pool[0].index, pool[-1].index)} finished "
+            f"to be trained on (of {following.promote} asked): stage {following.index} "
+            "samples the rest anew"
         )
     _start_stage(session, sweep, spec, following, plan.space, warnings, promoted)
     return True

@@ -54,7 +54,8 @@ def test_the_first_rung_narrows_twice_around_the_best_tenth_of_what_came_before(
     wide, narrowed, again, promoting, *_ = lay_out(800, 80, parallel=2)
     assert wide.epochs == narrowed.epochs == again.epochs == 3
     assert (wide.trials, narrowed.trials, again.trials) == (27, 27, 28)
-    assert narrowed.keep_top == round(27 / REFINE_SHARE) and again.keep_top == round(54 / 10)
+    assert narrowed.keep_top == round(27 / REFINE_SHARE)
+    assert again.keep_top == round(54 / REFINE_SHARE)
     assert narrowed.promote == again.promote == 0
     # ranked with the wide part: about the best third of all three (27 of 82)
     assert abs(promoting.promote - (wide.trials + narrowed.trials + again.trials) / 3) <= 1
