@@ -45,13 +45,14 @@ SHAPES = [(3072, 50, 10, 200), (3072, 500, 10, 200), (64, 100, 10, 50)]
 REG = 1e-3
 LR, MU = 1e-3, 0.9
 
+torch: Any  # None when PyTorch is not installed: the comparison is then skipped
 try:
-    import torch as _torch
-
-    _torch.set_num_threads(int(THREADS))
+    import torch as _torch_module
 except ImportError:
-    _torch = None
-torch: Any = _torch  # None when PyTorch is not installed: the comparison is then skipped
+    torch = None
+else:
+    _torch_module.set_num_threads(int(THREADS))
+    torch = _torch_module
 
 
 def matmul_limit(dtype: type, repeats: int = 5) -> float:

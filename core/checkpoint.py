@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from core.config import TrainConfig
+from core.contract import BUILTIN
 from core.model import FullyConnectedNet
 from core.npz import write_npz
 from core.preprocessing import Preprocessing
@@ -44,6 +45,7 @@ from core.state import Explosion, History, TrainState, TrainStatus
 FORMAT_VERSION = 4
 READABLE_FORMATS = (1, 2, 3, 4)
 LOSS_KEY = "history/loss"
+ORDER_KEY = "order"  # the batch order of an epoch under way
 EPOCHS_KEY = "history/epochs"
 MEAN_KEY = "preprocessing/mean"
 STD_KEY = "preprocessing/std"
@@ -181,15 +183,8 @@ def checkpoint_arrays(
             arrays[f"optim/{key}"] = value
         else:
             optim_scalars[key] = value
-    if state.order is not None:
-        arrays["order"] = state.order
-    arrays[LOSS_KEY] = np.asarray(state.history.loss, dtype=np.float64)
-    packed, layout, unpacked = _pack_history(state.history)
-    arrays[EPOCHS_KEY] = packed
-    if preprocessing is not None:
-        arrays[MEAN_KEY] = preprocessing.mean
-        if preprocessing.std is not None:
-            arrays[STD_KEY] = preprocessing.std
+    shared, layout, unpacked = run_arrays(state.history, state.order, preprocessing)
+    arrays.update(shared)
     meta = {
         "format": FORMAT_VERSION,
         "model": {"input_dim": model.input_dim, "num_classes": model.num_classes},
@@ -209,6 +204,25 @@ def checkpoint_arrays(
             for key, a in arrays.items()
         }
     return arrays
+
+
+def run_arrays(
+    history: History, order: np.ndarray | None, preprocessing: Preprocessing | None
+) -> tuple[dict[str, np.ndarray], list[list[Any]], dict[str, Any]]:
+    """The entries every trainer's checkpoint holds alike (the batch order of an epoch under
+    way, the costs, the per-epoch history packed, the preprocessing), with the history's
+    layout and what of it stays in the JSON (pack_history)."""
+    arrays: dict[str, np.ndarray] = {}
+    if order is not None:
+        arrays[ORDER_KEY] = order
+    arrays[LOSS_KEY] = np.asarray(history.loss, dtype=np.float64)
+    packed, layout, unpacked = pack_history(history)
+    arrays[EPOCHS_KEY] = packed
+    if preprocessing is not None:
+        arrays[MEAN_KEY] = preprocessing.mean
+        if preprocessing.std is not None:
+            arrays[STD_KEY] = preprocessing.std
+    return arrays, layout, unpacked
 
 
 def write_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], durable: bool) -> Path:
@@ -239,7 +253,7 @@ def _state_to_dict(
     }
 
 
-def _pack_history(history: History) -> tuple[np.ndarray, list[list[Any]], dict[str, Any]]:
+def pack_history(history: History) -> tuple[np.ndarray, list[list[Any]], dict[str, Any]]:
     """The per-epoch series as one float64 array, and where each lies in it: [field, key
     (None for a plain list), shape]. A series that is no rectangle of numbers (ragged, or
     with a None in it; none is, today) is returned apart, to be kept in the JSON as it is."""
@@ -269,10 +283,10 @@ def _pack_history(history: History) -> tuple[np.ndarray, list[list[Any]], dict[s
     return packed, layout, unpacked
 
 
-def _unpack_history(
+def unpack_history(
     packed: np.ndarray, layout: list[list[Any]], history: dict[str, Any]
 ) -> dict[str, Any]:
-    """The inverse of _pack_history, into `history` (what the JSON kept)."""
+    """The inverse of pack_history, into `history` (what the JSON kept)."""
     offset = 0
     for name, key, shape in layout:
         size = int(np.prod(shape, dtype=np.int64))
@@ -322,9 +336,9 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Rebuild the model and training state a checkpoint holds."""
-    path = Path(path)
+def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A checkpoint's JSON entry and its arrays; CheckpointError naming the file if it is
+    missing, unreadable or no hpsearch checkpoint."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -337,6 +351,24 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: not an hpsearch checkpoint (no {META_KEY} entry)")
     try:
         meta = json.loads(arrays.pop(META_KEY).tobytes())
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: damaged checkpoint (its {META_KEY} is no object)")
+    return meta, arrays
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Rebuild the model and training state a checkpoint holds."""
+    path = Path(path)
+    meta, arrays = read_archive(path)
+    try:
+        trainer = trainer_name(meta)
+        if trainer != BUILTIN:
+            raise CheckpointError(
+                f"{path}: written by trainer {trainer!r}, not the built-in net: load it "
+                f"with core.run_checkpoint (on a machine where that trainer is installed)"
+            )
         if meta.get("format") not in READABLE_FORMATS:
             raise CheckpointError(
                 f"{path}: format {meta.get('format')!r} is not one this version reads "
@@ -347,6 +379,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from exc
+
+
+def trainer_name(meta: dict[str, Any]) -> str:
+    """Which trainer wrote a checkpoint, from its JSON entry (the built-in net's files,
+    of every format, name none)."""
+    trainer = meta.get("trainer")
+    return str(trainer["name"]) if isinstance(trainer, dict) else BUILTIN
 
 
 def read_summary(path: str | Path) -> dict[str, Any]:
@@ -361,7 +400,7 @@ def read_summary(path: str | Path) -> dict[str, Any]:
             if LOSS_KEY in archive.files:
                 history["loss"] = archive[LOSS_KEY].tolist()
             if EPOCHS_KEY in archive.files:
-                _unpack_history(archive[EPOCHS_KEY], meta["state"]["history_layout"], history)
+                unpack_history(archive[EPOCHS_KEY], meta["state"]["history_layout"], history)
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path}: no such file") from exc
     except KeyError as exc:
@@ -388,7 +427,7 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
     if LOSS_KEY in arrays:  # format 2; format 1 kept the costs in the JSON
         history["loss"] = arrays.pop(LOSS_KEY).tolist()
     if EPOCHS_KEY in arrays:  # format 4; before, the JSON held the per-epoch series
-        _unpack_history(arrays.pop(EPOCHS_KEY), s["history_layout"], history)
+        unpack_history(arrays.pop(EPOCHS_KEY), s["history_layout"], history)
     preprocessing = None
     if meta.get("preprocessing") is not None:
         preprocessing = Preprocessing.from_meta(
@@ -428,7 +467,7 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
         initial_cost=s["initial_cost"],
         explosion=None if s["explosion"] is None else Explosion(**s["explosion"]),
         rng_state=s["rng_state"],
-        order=arrays.get("order"),
+        order=arrays.get(ORDER_KEY),
         optim_config=optim_config,
         history=History.from_dict(history),
         best_val_acc=s["best_val_acc"],

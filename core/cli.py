@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from core.checkpoint import CheckpointError, checkpoint_name, save_checkpoint
 from core.config import TrainConfig
+from core.contract import TrainerError
 from core.data import DatasetError, load_dataset
 from core.gradcheck import (
     STEP_FACTOR,
@@ -35,7 +36,8 @@ EXIT_EXPLODED = 3  # the run ended as "exploded": an outcome, told apart from er
 GRADCHECK_EXAMPLES = 3
 BAR_WIDTH = 30
 DEFAULT_HIDDEN = ",".join(map(str, TrainConfig().hidden_sizes))
-USER_ERRORS = (DatasetError, CheckpointError, ValueError, OSError)
+# A user trainer that breaks its contract (core.contract) is the user's too.
+USER_ERRORS = (DatasetError, CheckpointError, ValueError, OSError, TrainerError)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,6 +25,8 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from core.contract import BUILTIN
+
 EVENT_STREAM = "hpsearch:events"
 EVENT_FIELD = "event"
 STOP_TTL_SECONDS = 7 * 24 * 3600
@@ -54,6 +56,11 @@ def dead_job_key(rq_job_id: str) -> str:
 SHUTDOWN_REQUEST_SECONDS = 3600
 
 
+# The field of RQ's worker hash in which a worker advertises the user trainers it has, as a
+# JSON list of core.contract.Declaration (the built-in net is every worker's).
+TRAINERS_FIELD = "hpsearch_trainers"
+
+
 def worker_shutdown_key(worker_name: str) -> str:
     return f"hpsearch:shutdown:worker:{worker_name}"
 
@@ -81,7 +88,7 @@ class TrialJob:
     sweep_id: int
     stage_index: int
     dataset: str
-    hyperparameters: dict[str, Any]  # TrainConfig fields, without num_epochs and seed
+    hyperparameters: dict[str, Any]  # the trainer's (TrainConfig fields for the built-in net)
     num_epochs: float
     seed: int
     explode_factor: float
@@ -90,6 +97,8 @@ class TrialJob:
     # A promoted trial goes on from this checkpoint of the trial it was promoted from (a path
     # under CHECKPOINT_DIR) until it has checkpoints of its own.
     resume_from: str | None = None
+    # Which trainer runs it, by its registered name (core.registry): never a module path.
+    trainer: str = BUILTIN
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -10,6 +10,9 @@
     ensemble = load_ensemble([path_1, path_2, path_3])  # the members' probabilities averaged
     labels = ensemble.predict(X)
 
+    # A user trainer's checkpoint (core.run_checkpoint), with its class from core.registry:
+    model = load_predictor(path, trainers=installed_trainers(settings.trainers_setting))
+
 A checkpoint of format 3 or later holds the preprocessing its model expects (scaling, the
 training mean), so nothing else is needed. An older file does not: pass the dataset it was
 trained on (`dataset="digits"`) and its training mean is computed again.
@@ -21,16 +24,20 @@ only a ranking for an SVM-trained one.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from core.checkpoint import CheckpointError, load_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, read_summary, trainer_name
+from core.contract import BUILTIN, Trainer
 from core.data import CIFAR10_TEST_BATCH, DatasetError, load_dataset, read_cifar_batch
 from core.model import FullyConnectedNet, Params
 from core.preprocessing import InputError, Preprocessing
+from core.run import checked_probabilities
+from core.run_checkpoint import load_run_checkpoint
 
 # Which parameters of a checkpoint predict: the ones of the epoch it was written at (its
 # name's validation accuracy is theirs), or the running average the trainer keeps.
@@ -73,10 +80,33 @@ class Model:
 
 
 @dataclass(frozen=True)
+class TrainerModel:
+    """A user trainer's model (core.contract) and the preprocessing of its inputs."""
+
+    trainer: Trainer
+    name: str
+    preprocessing: Preprocessing
+    dtype: str
+    num_classes: int
+    source: str = ""
+
+    def probabilities(self, X_raw: np.ndarray) -> np.ndarray:
+        X = self.preprocessing.apply(X_raw, self.dtype)
+        with np.errstate(all="ignore"):
+            return checked_probabilities(self.name, self.trainer, X, self.num_classes)
+
+    def predict(self, X_raw: np.ndarray) -> np.ndarray:
+        return np.argmax(self.probabilities(X_raw), axis=1)
+
+
+Predictor = Model | TrainerModel
+
+
+@dataclass(frozen=True)
 class Ensemble:
     """Several models voting with their averaged class probabilities (the notes' ensembles)."""
 
-    members: tuple[Model, ...]
+    members: tuple[Predictor, ...]
 
     def __post_init__(self) -> None:
         if not self.members:
@@ -96,9 +126,26 @@ class Ensemble:
         return np.argmax(self.probabilities(X_raw), axis=1)
 
 
+def load_predictor(
+    path: str | Path,
+    *,
+    weights: str = "epoch",
+    dataset: str | None = None,
+    trainers: Mapping[str, Any] | None = None,
+) -> Predictor:
+    """The model a checkpoint of any trainer holds, ready for raw inputs: the built-in
+    net's (load_model), or a user trainer's, built by its class in `trainers`
+    (core.registry)."""
+    if trainer_name(read_summary(path)) != BUILTIN:
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights: must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+        return _trainer_model(path, weights, trainers or {})
+    return load_model(path, weights=weights, dataset=dataset)
+
+
 def load_model(path: str | Path, *, weights: str = "epoch", dataset: str | None = None) -> Model:
-    """The model a checkpoint holds, ready for raw inputs; `dataset` recovers the
-    preprocessing of a checkpoint written before format 3."""
+    """The model a checkpoint of the built-in net holds, ready for raw inputs; `dataset`
+    recovers the preprocessing of a checkpoint written before format 3."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights: must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     checkpoint = load_checkpoint(path)
@@ -119,9 +166,31 @@ def load_model(path: str | Path, *, weights: str = "epoch", dataset: str | None 
 
 
 def load_ensemble(
-    paths: Sequence[str | Path], *, weights: str = "epoch", dataset: str | None = None
+    paths: Sequence[str | Path],
+    *,
+    weights: str = "epoch",
+    dataset: str | None = None,
+    trainers: Mapping[str, Any] | None = None,
 ) -> Ensemble:
-    return Ensemble(tuple(load_model(p, weights=weights, dataset=dataset) for p in paths))
+    return Ensemble(
+        tuple(load_predictor(p, weights=weights, dataset=dataset, trainers=trainers) for p in paths)
+    )
+
+
+def _trainer_model(path: str | Path, weights: str, trainers: Mapping[str, Any]) -> TrainerModel:
+    if weights != "epoch":
+        raise CheckpointError(f"{path}: a user trainer's checkpoint holds no running average")
+    run = load_run_checkpoint(path, trainers)
+    if run.preprocessing is None:
+        raise CheckpointError(f"{path}: holds no preprocessing of its inputs")
+    return TrainerModel(
+        run.trainer,
+        run.state.trainer,
+        run.preprocessing,
+        str(run.state.hyperparameters.get("dtype", "float32")),
+        run.problem.num_classes,
+        str(path),
+    )
 
 
 def _recovered_preprocessing(

@@ -75,19 +75,29 @@ def continue_to(state: TrainState, config: TrainConfig) -> TrainState:
     that epoch on a new batch order). Only num_epochs may differ from the saved config."""
     if state.config.replace(num_epochs=config.num_epochs) != config:
         raise ContinuationError("the checkpoint was trained with other hyperparameters")
-    if state.status not in (TrainStatus.RUNNING, TrainStatus.FINISHED):
-        raise ContinuationError(f"the checkpoint's run ended {state.status.value}")
-    if state.iteration % state.iterations_per_epoch:
-        raise ContinuationError(f"the checkpoint ends within an epoch ({state.epoch:g})")
-    total = max(1, round(config.num_epochs * state.iterations_per_epoch))
-    if total < state.iteration:
-        raise ContinuationError(
-            f"num_epochs: {config.num_epochs:g} is fewer than the {state.epoch:g} trained"
-        )
+    total = continued_total(state.status, state.iteration, state.iterations_per_epoch, config)
     state.config = config
     state.total_iterations = total
     state.status = TrainStatus.RUNNING if state.iteration < total else TrainStatus.FINISHED
     return state
+
+
+def continued_total(
+    status: TrainStatus, iteration: int, per_epoch: int, config: TrainConfig | float
+) -> int:
+    """The iterations a run that ended at `iteration` trains in all once continued to
+    `config`'s num_epochs (or that many epochs); ContinuationError says why it cannot go on.
+    Shared by core.run for a user trainer's runs."""
+    num_epochs = config.num_epochs if isinstance(config, TrainConfig) else config
+    epoch = iteration / per_epoch
+    if status not in (TrainStatus.RUNNING, TrainStatus.FINISHED):
+        raise ContinuationError(f"the checkpoint's run ended {status.value}")
+    if iteration % per_epoch:
+        raise ContinuationError(f"the checkpoint ends within an epoch ({epoch:g})")
+    total = max(1, round(num_epochs * per_epoch))
+    if total < iteration:
+        raise ContinuationError(f"num_epochs: {num_epochs:g} is fewer than the {epoch:g} trained")
+    return total
 
 
 def build_model(config: TrainConfig, data: Dataset) -> FullyConnectedNet:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.checkpoint import parse_checkpoint_name
 from core.config import TrainConfig
+from core.contract import BUILTIN
 from core.distributions import PROBE_ROWS
 from dashboard.figures import log_parameters, pair_of
 from dashboard.files import best_on_disk
@@ -162,7 +163,10 @@ def read_trial(
         sweep = session.get(Sweep, trial.sweep_id)
         best = best_checkpoint(trial.checkpoints)
         weights_note = None if part else _weights_note(dashboard.settings.checkpoint_dir, trial)
-        hidden = trial.hyperparameters.get("hidden_sizes") or TrainConfig().hidden_sizes
+        builtin = sweep is None or sweep.spec.get("trainer", BUILTIN) == BUILTIN
+        # A user trainer reports no per-layer distributions: no plots for them.
+        default = TrainConfig().hidden_sizes if builtin else ()
+        hidden = trial.hyperparameters.get("hidden_sizes") or default
         # A promoted trial whose best epoch is its parent's: that file is the parent's.
         best_file = best_epoch_file(trial, trial_lookup(session))
         inherited = None

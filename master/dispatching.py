@@ -17,6 +17,7 @@ from redis import Redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.contract import BUILTIN
 from core.messages import TrialJob, job_id
 from master.db import Database
 from master.models import Sweep, SweepStatus, Trial, TrialStatus
@@ -189,4 +190,5 @@ def trial_job(trial: Trial, spec: dict[str, Any], resume_from: str | None = None
         keep_checkpoints=spec.get("keep_checkpoints", "best_and_latest"),
         attempt=trial.attempts,
         resume_from=resume_from,
+        trainer=spec.get("trainer", BUILTIN),
     )

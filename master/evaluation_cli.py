@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.predict import WEIGHTS, load_ensemble, read_inputs
+from core.registry import installed_trainers
 from master.settings import ClientSettings
 from master.submit import POLL_SECONDS, SubmitError, request
 
@@ -99,7 +100,9 @@ def run_predict(args: argparse.Namespace) -> int:
         paths, what = _ensemble_paths(args)
     else:
         paths, what = list(args.checkpoint), ", ".join(map(str, args.checkpoint))
-    model = load_ensemble(paths, weights=args.weights, dataset=args.dataset)
+    # The user trainers installed here (core.registry), for checkpoints of theirs.
+    trainers = installed_trainers(ClientSettings().trainers_setting)
+    model = load_ensemble(paths, weights=args.weights, dataset=args.dataset, trainers=trainers)
     inputs = read_inputs(args.input)
     if args.probabilities:
         result = model.probabilities(inputs)

@@ -9,14 +9,15 @@ Best on the border (the notes: "careful with best values on border"): when the b
 lies in the outer BORDER share of the current range, on a side where that range reaches the
 user's own bound (or beyond it, after an earlier widening), the next range is instead centred
 on the best value, so that half of it lies beyond the border; the stage records a warning in
-plain words. Widening never leaves the values core/ can train with (TrainConfig decides).
+plain words. Widening never leaves the values the trainer can train with (TrainConfig, or a
+user trainer's declaration, decides).
 
 Exploded, failed and stopped trials never count as top trials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +25,8 @@ from core.config import ConfigError, TrainConfig
 from master.models import TrialStatus
 from master.space import Choice, NumericRange, Space, format_number
 
+# Raises core.config.ConfigError for hyperparameters the sweep's trainer cannot train with.
+Check = Callable[[dict[str, Any]], object]
 MARGIN = 0.25  # padding around the top trials' span, as a share of that span
 FLOOR = 0.05  # and a share of the current width, so that equal values still leave a range
 BORDER = 0.10  # the outer share of a range that counts as "on the border"
@@ -64,8 +67,10 @@ def plan_next_stage(
     keep_top: int,
     base: Mapping[str, Any],
     stage_index: int,
+    check: Check = TrainConfig.from_dict,
 ) -> StagePlan:
-    """The space of stage `stage_index + 1`, from the `results` of stage `stage_index`."""
+    """The space of stage `stage_index + 1`, from the `results` of stage `stage_index`;
+    `check` raises ConfigError for hyperparameters the sweep's trainer cannot train with."""
     top = top_trials(results, keep_top)
     if not top:
         unchanged = (
@@ -82,7 +87,7 @@ def plan_next_stage(
             continue
         user_dist = user[name]
         assert not isinstance(user_dist, Choice)
-        space[name], warning = _plan_range(name, dist, user_dist, top, base)
+        space[name], warning = _plan_range(name, dist, user_dist, top, base, check)
         if warning:
             warnings.append(warning)
     return StagePlan(space, top, warnings)
@@ -109,6 +114,7 @@ def _plan_range(
     user: NumericRange,
     top: list[TrialResult],
     base: Mapping[str, Any],
+    check: Check,
 ) -> tuple[NumericRange, str | None]:
     low, high = dist.to_scale(dist.low), dist.to_scale(dist.high)
     width = high - low
@@ -122,9 +128,9 @@ def _plan_range(
         return _bounded(dist, new_low, new_high), None
     half = max(new_high - new_low, MIN_WIDTH * width) / 2
     if side == "top":
-        new_low, new_high = best - half, _valid(name, dist, high, best + half, base)
+        new_low, new_high = best - half, _valid(name, dist, high, best + half, base, check)
     else:
-        new_low, new_high = _valid(name, dist, low, best - half, base), best + half
+        new_low, new_high = _valid(name, dist, low, best - half, base, check), best + half
     planned = _bounded(dist, new_low, new_high)
     best_value = top[0].hyperparameters[name]
     warning = (
@@ -187,9 +193,15 @@ def _reaches_user_bound(dist: NumericRange, user: NumericRange, side: str) -> bo
 
 
 def _valid(
-    name: str, dist: NumericRange, edge: float, target: float, base: Mapping[str, Any]
+    name: str,
+    dist: NumericRange,
+    edge: float,
+    target: float,
+    base: Mapping[str, Any],
+    check: Check,
 ) -> float:
-    """`target` (in scale), or the farthest point toward it from `edge` that core accepts."""
+    """`target` (in scale), or the farthest point toward it from `edge` that the trainer
+    accepts."""
     step = target - edge
     for _ in range(VALIDITY_TRIES):
         candidate = edge + step
@@ -197,7 +209,7 @@ def _valid(
         if dist.is_int:
             value = round(value)
         try:
-            TrainConfig.from_dict({**base, name: value})
+            check({**base, name: value})
             return candidate
         except ConfigError:
             step /= 2

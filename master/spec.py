@@ -18,7 +18,9 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.config import ConfigError, TrainConfig
+from core.contract import BUILTIN, Declaration
 from core.data import DatasetError, parse_dataset_spec
+from core.registry import NAME
 from master.budget import lay_out
 from master.space import DIST_TAGS, Choice, Distribution
 
@@ -82,10 +84,45 @@ class BudgetSpec(BaseModel):
         return self
 
 
+class DeclaredHyperparameter(BaseModel):
+    """core.contract.Hyperparameter as JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["bool", "int", "float", "str", "int_list"]
+    default: bool | int | float | str | list[int]
+    low: float | None = None
+    high: float | None = None
+    choices: list[bool | int | float | str] | None = None
+    help: str = Field(default="", max_length=1000)
+
+
+class DeclaredTrainer(BaseModel):
+    """core.contract.Declaration as JSON: a user trainer as its workers declare it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME.pattern)
+    version: str = Field(max_length=200)
+    hyperparameters: dict[str, DeclaredHyperparameter]
+
+
 class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=200)
+    trainer: str = Field(
+        default=BUILTIN,
+        pattern=NAME.pattern,
+        description="what trains every trial, by the name its workers registered it under "
+        "(core.registry); 'mlp', the default, is the built-in NumPy net",
+    )
+    # Filled in by the master at submission: what a client sends is replaced.
+    declared: DeclaredTrainer | None = Field(
+        default=None,
+        description="the trainer's hyperparameters as its workers declared them when the "
+        "sweep was submitted (set by the master; what a client sends is replaced)",
+    )
     dataset: str = Field(default="digits", description="digits, npz:PATH or cifar10:DIR")
     model: dict[str, Any] = Field(default_factory=dict)
     fixed: dict[str, Any] = Field(default_factory=dict)
@@ -106,30 +143,24 @@ class SweepSpec(BaseModel):
     @model_validator(mode="after")
     def _check_names_and_values(self) -> SweepSpec:
         problems: list[str] = []
+        if self.declared is not None and self.declared.name != self.trainer:
+            problems.append(f"declared: is trainer {self.declared.name}'s, not {self.trainer}'s")
         try:
             parse_dataset_spec(self.dataset)
         except DatasetError:
             problems.append("dataset: must be 'digits', 'npz:PATH' or 'cifar10:DIR'")
-        for section in ("model", "fixed", "space"):
-            for name in getattr(self, section):
-                if name not in HYPERPARAMETERS:
-                    problems.append(f"{section}.{name}: unknown hyperparameter")
+        # A user trainer's hyperparameters are checked by the master against its workers'
+        # declaration (master.trainers), which a client cannot supply.
+        builtin = self.trainer == BUILTIN
+        if builtin:
+            problems += self._name_problems()
         if problems:
             raise ValueError("; ".join(problems))
-        base = {**self.model, **self.fixed}
-        try:
-            TrainConfig.from_dict(base)
-        except ConfigError as exc:
-            problems += [_in_section(base, self.model, p) for p in str(exc).split("; ")]
-            raise ValueError("; ".join(problems)) from None
-        for name, dist in self.space.items():
-            for bound, value in _bounds(dist):
-                try:
-                    TrainConfig.from_dict({**base, name: value})
-                except ConfigError as exc:
-                    # Only the problem about this hyperparameter (the base is valid).
-                    reason = str(exc).removeprefix(f"{name}: ").split("; ")[0]
-                    problems.append(f"space.{name}.{bound}: {reason}")
+        if builtin:
+            base_problems = self._base_problems()
+            if base_problems:
+                raise ValueError("; ".join(base_problems))
+            problems += self._bound_problems()
         if self.budget is not None and self.stages:
             problems.append("budget: give either stages or a budget, not both")
         elif self.budget is not None:
@@ -144,6 +175,73 @@ class SweepSpec(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def declaration(self) -> Declaration | None:
+        """The user trainer's declaration this sweep was validated against (None for the
+        built-in net, or before the master filled it in)."""
+        if self.trainer == BUILTIN or self.declared is None:
+            return None
+        return Declaration.from_json(self.declared.model_dump())
+
+    def known_hyperparameters(self) -> Collection[str] | None:
+        """What the trainer lets a sweep set; None: not known here (a user trainer whose
+        declaration the master has not filled in yet)."""
+        if self.trainer == BUILTIN:
+            return HYPERPARAMETERS
+        declaration = self.declaration()
+        return None if declaration is None else declaration.hyperparameters
+
+    def check_hyperparameters(self, values: dict[str, Any]) -> object:
+        """ConfigError ("name: why") if the trainer cannot train with `values`."""
+        if self.trainer == BUILTIN:
+            return TrainConfig.from_dict(values)
+        declaration = self.declaration()
+        return values if declaration is None else declaration.resolve(values)
+
+    def _unknown(self, known: Collection[str]) -> str:
+        if self.trainer == BUILTIN:
+            return "unknown hyperparameter"
+        return (
+            f"unknown hyperparameter of trainer {self.trainer} (known: {', '.join(sorted(known))})"
+        )
+
+    def hyperparameter_problems(self) -> list[str]:
+        """What the trainer refuses of the sweep's hyperparameters ("section.name: why"
+        each): names it does not know, else bad fixed values, else bad bounds of ranges."""
+        return self._name_problems() or self._base_problems() or self._bound_problems()
+
+    def _name_problems(self) -> list[str]:
+        known = self.known_hyperparameters()
+        if known is None:
+            return []
+        return [
+            f"{section}.{name}: {self._unknown(known)}"
+            for section in ("model", "fixed", "space")
+            for name in getattr(self, section)
+            if name not in known
+        ]
+
+    def _base_problems(self) -> list[str]:
+        base = self.base_hyperparameters()
+        try:
+            self.check_hyperparameters(base)
+        except ConfigError as exc:
+            return [_in_section(base, self.model, p) for p in str(exc).split("; ")]
+        return []
+
+    def _bound_problems(self) -> list[str]:
+        """Both bounds of every range, with the (valid) fixed values."""
+        base = self.base_hyperparameters()
+        problems: list[str] = []
+        for name, dist in self.space.items():
+            for bound, value in _bounds(dist):
+                try:
+                    self.check_hyperparameters({**base, name: value})
+                except ConfigError as exc:
+                    # Only the problem about this hyperparameter (the base is valid).
+                    reason = str(exc).removeprefix(f"{name}: ").split("; ")[0]
+                    problems.append(f"space.{name}.{bound}: {reason}")
+        return problems
 
     @classmethod
     def stored(cls, data: dict[str, Any]) -> SweepSpec:

@@ -282,6 +282,7 @@ def advance_if_stage_done(session: Session, sweep_id: int) -> bool:
         keep_top=following.keep_top or default_keep_top(len(trials)),
         base=spec.base_hyperparameters(),
         stage_index=stage.index,
+        check=spec.check_hyperparameters,
     )
     # promote_early, above, has promoted all of the ended stage's best by now.
     promoted = (

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def declared() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return [Requirement(r) for r in [*project["dependencies"], *extras["test"], *extras["bench"]]]
+    chosen = [*project["dependencies"], *extras["test"], *extras["bench"], *extras["torch"]]
+    return [Requirement(r) for r in chosen]
 
 
 def pinned() -> dict[str, Version]:
@@ -58,3 +59,9 @@ def test_every_package_directory_is_installed() -> None:
         for init in (ROOT / top).rglob("__init__.py")
     }
     assert found <= listed, sorted(found - listed)
+
+
+def test_torch_is_pinned_to_the_cpu_build_never_a_range() -> None:
+    """Any torch newer than the CPU build these machines hold is a multi-GB CUDA download."""
+    [torch] = [r for r in declared() if r.name == "torch"]
+    assert str(torch.specifier) == "==2.13.0"

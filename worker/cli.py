@@ -10,10 +10,12 @@ from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 
 from core.messages import worker_shutdown_key
+from core.registry import RegistryError
 from worker.lifecycle import SHUTTING_DOWN
 from worker.memory import keep_freed_memory
 from worker.runner import make_worker
 from worker.settings import WorkerSettings
+from worker.trainers import declarations
 
 log = logging.getLogger(__name__)
 MAX_RESTART_BACKOFF_SECONDS = 30.0
@@ -40,6 +42,13 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = WorkerSettings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     keep_freed_memory()
+    try:  # at start, so that a broken HPSEARCH_TRAINERS or entry point says so at once
+        trainers = declarations(settings)
+    except RegistryError as exc:
+        log.error("%s", exc)
+        return 2
+    if trainers:
+        log.info("user trainers: %s", ", ".join(t["name"] for t in trainers))
     redis = Redis.from_url(settings.redis_url)
     if args.name:
         try:  # a request for an earlier process of this name is not for this one
@@ -56,6 +65,7 @@ def run_worker(args: argparse.Namespace) -> int:
                     args.queue or [settings.queue],
                     name=args.name,
                     heartbeat_ttl_seconds=settings.heartbeat_ttl_seconds,
+                    trainers=trainers,
                 )
                 worker.work(burst=args.burst, with_scheduler=False)
             except (RedisError, ValueError) as exc:

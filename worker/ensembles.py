@@ -14,13 +14,16 @@ their running average (the fourth kind the notes name), side by side.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from redis import Redis
 from rq import get_current_job
 
-from core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint, read_summary, trainer_name
+from core.contract import BUILTIN
 from core.data import confine
 from core.messages import (
     EnsembleJob,
@@ -30,8 +33,11 @@ from core.messages import (
     ensemble_stop_key,
 )
 from core.predict import softmax
+from core.run import checked_probabilities
+from core.run_checkpoint import load_run_checkpoint
 from worker.datasets import DATASETS
 from worker.settings import WorkerSettings
+from worker.trainers import installed
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +63,25 @@ def evaluate(job: EnsembleJob, settings: WorkerSettings, stopped: Any) -> Ensemb
     for k, relative in enumerate(job.members, start=1):
         if stopped():
             return EnsembleResult("stopped", members, curve, has_test)
-        checkpoint = load_checkpoint(settings.checkpoint_dir / relative)
-        model, state = checkpoint.model, checkpoint.state
+        member = _load_member(settings, relative)
         dataset = confine(job.dataset, settings.dataset_dirs)
-        data = DATASETS.get(dataset, str(model.dtype), state.config.preprocessing)
-        if data.input_dim != model.input_dim:
+        data = DATASETS.get(dataset, member.dtype, member.preprocessing)
+        if data.input_dim != member.input_dim:
             raise ValueError(
-                f"{relative}: its model takes {model.input_dim} inputs, but {job.dataset} "
+                f"{relative}: its model takes {member.input_dim} inputs, but {job.dataset} "
                 f"has {data.input_dim} features"
             )
         has_test = data.X_test is not None and data.y_test is not None
-        average = None if state.average_flat is None else model.views(state.average_flat)
         with np.errstate(all="ignore"):  # an exploded member's scores may be inf or NaN
-            val = softmax(model.scores(data.X_val))
+            val = member.probabilities(data.X_val)
             average_val = None
-            if average is not None:
-                average_val = model.accuracy(data.X_val, data.y_val, average)
+            if member.average is not None:
+                average_val = _accuracy(member.average(data.X_val), data.y_val)
             test = average_test = None
             if data.X_test is not None and data.y_test is not None:
-                test = softmax(model.scores(data.X_test))
-                if average is not None:
-                    average_test = model.accuracy(data.X_test, data.y_test, average)
+                test = member.probabilities(data.X_test)
+                if member.average is not None:
+                    average_test = _accuracy(member.average(data.X_test), data.y_test)
         members.append(
             MemberScore(
                 _accuracy(val, data.y_val),
@@ -97,6 +101,43 @@ def evaluate(job: EnsembleJob, settings: WorkerSettings, stopped: Any) -> Ensemb
             )
         )
     return EnsembleResult("finished", members, curve, has_test)
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One member as evaluation needs it, whichever trainer wrote its checkpoint."""
+
+    input_dim: int
+    dtype: str
+    preprocessing: str  # the kind its dataset is loaded with (core.preprocessing)
+    probabilities: Callable[[np.ndarray], np.ndarray]  # of prepared inputs, (N, C)
+    # Class scores of the running average of its parameters (None: it keeps none).
+    average: Callable[[np.ndarray], np.ndarray] | None
+
+
+def _load_member(settings: WorkerSettings, relative: str) -> _Member:
+    path = settings.checkpoint_dir / relative
+    if trainer_name(read_summary(path)) != BUILTIN:
+        run = load_run_checkpoint(path, installed(settings))
+        name, trainer, classes = run.state.trainer, run.trainer, run.problem.num_classes
+        hyperparameters = run.state.hyperparameters
+        return _Member(
+            run.problem.input_dim,
+            str(hyperparameters.get("dtype", "float32")),
+            str(hyperparameters.get("preprocessing", "mean")),
+            lambda X: checked_probabilities(name, trainer, X, classes),
+            None,
+        )
+    checkpoint = load_checkpoint(path)
+    model, state = checkpoint.model, checkpoint.state
+    params = None if state.average_flat is None else model.views(state.average_flat)
+    return _Member(
+        model.input_dim,
+        str(model.dtype),
+        state.config.preprocessing,
+        lambda X: softmax(model.scores(X)),
+        None if params is None else lambda X: model.scores(X, params),
+    )
 
 
 def _accuracy(probabilities: np.ndarray, y: Any) -> float:

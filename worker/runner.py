@@ -25,6 +25,7 @@ gave is covered here:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -47,6 +48,7 @@ from rq.worker import SimpleWorker
 from core.messages import (
     LEASE_RENEW_SECONDS,
     LEASE_SECONDS,
+    TRAINERS_FIELD,
     dead_job_key,
     lease_key,
     worker_shutdown_key,
@@ -71,6 +73,8 @@ class TrialWorker(SimpleWorker):
     # renewed every LEASE_RENEW_SECONDS by the lease thread (WorkerSettings).
     heartbeat_ttl_seconds = 30
     _lease: _Lease | None = None
+    # The user trainers it has, as advertised in its registration (core.messages).
+    trainers_json = "[]"
     _beaten = -math.inf  # when the last heartbeat was sent (monotonic clock)
     _registered = -math.inf  # when the registration was last written again
 
@@ -119,13 +123,20 @@ class TrialWorker(SimpleWorker):
         # RQ's own registration comes first, when the worker starts.
         if self.birth_date is not None and now - self._registered >= HEARTBEAT_SECONDS:
             self._registered = now
-            own.hset(self.key, mapping={**self.serialize(), "state": self.get_state()})
+            mapping = {**self.serialize(), "state": self.get_state()}
+            own.hset(self.key, mapping={**mapping, TRAINERS_FIELD: self.trainers_json})
             worker_registration.register(self, own)
         super().heartbeat(timeout, pipeline=own)
         if pipeline is None:
             replies = own.execute()
             if replies[0]:
                 self.request_shutdown("a shutdown request")
+
+    def register_birth(self, *args: Any, **kwargs: Any) -> None:
+        """RQ's registration, with the trainers this worker has: the master validates a
+        sweep's trainer and hyperparameters against them from the first second."""
+        super().register_birth(*args, **kwargs)
+        self.connection.hset(self.key, TRAINERS_FIELD, self.trainers_json)
 
     def handle_payload(self, message: dict[Any, Any]) -> None:
         """RQ's commands (pub/sub): a shutdown goes through request_shutdown, which the
@@ -211,7 +222,9 @@ def make_worker(
     queues: Sequence[str],
     name: str | None = None,
     heartbeat_ttl_seconds: int = TrialWorker.heartbeat_ttl_seconds,
+    trainers: Sequence[dict[str, Any]] = (),
 ) -> TrialWorker:
+    """`trainers`: the declarations of the user trainers it has, to advertise."""
     queue_objects = [Queue(q, connection=redis, serializer=JSONSerializer) for q in queues]
     worker = TrialWorker(
         queue_objects,
@@ -221,4 +234,5 @@ def make_worker(
         worker_ttl=WORKER_TTL_SECONDS,
     )
     worker.heartbeat_ttl_seconds = heartbeat_ttl_seconds
+    worker.trainers_json = json.dumps(list(trainers))
     return worker

@@ -38,6 +38,9 @@ class SharedSettings(BaseSettings):
     # Folders datasets may be read from, separated by ":"; empty means <data_dir>/datasets.
     dataset_dirs_setting: str = Field(default="", validation_alias=env("HPSEARCH_DATASET_DIRS"))
     queue: str = Field(default="hpsearch", validation_alias=env("HPSEARCH_QUEUE"))
+    # User trainers that are not packaged, "name=module:attr,..." (core.registry): read by
+    # the processes that train or load their models (workers, predict).
+    trainers_setting: str = Field(default="", validation_alias=env("HPSEARCH_TRAINERS"))
     # When set, the API and dashboard ask for it, and clients send it.
     api_token: str = Field(default="", validation_alias=env("HPSEARCH_API_TOKEN"))
 

@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
+from core.contract import BUILTIN
 from core.data import DatasetError, confine, parse_dataset_spec
 from master.models import MAX_ID, Sweep, SweepStatus, Trial, TrialStatus, ranking
 from master.reindex import write_sweep_record
@@ -18,6 +19,7 @@ from master.schemas import Message, SweepPublic, SweepsPublic, TrialsPublic
 from master.services import Services, ServicesDep, TokenDep
 from master.spec import SpecError, SweepSpec, check_trial_budget
 from master.sweeps import cancel_sweep, create_sweep, get_sweep
+from master.trainers import advertised_trainers, with_declaration
 from master.views import sweep_public, trial_public
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ TRIAL_SORTS = {
 )
 def create_sweep_route(spec: Annotated[SweepSpec, Body()], services: ServicesDep) -> SweepPublic:
     """Submit a sweep: its first stage's trials are sampled and queued at once."""
+    if spec.trainer != BUILTIN or spec.declared is not None:
+        spec = with_declaration(spec, advertised_trainers(services.redis))
     if spec.budget is not None and spec.budget.parallel is None:
         spec = spec.with_parallel(_registered_workers(services))
     check_trial_budget(spec, services.settings.max_trials)  # FastAPI validated the rest

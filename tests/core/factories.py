@@ -47,7 +47,7 @@ def history_in_json(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None
     in the JSON, as formats 1 to 3 did (format 4 keeps it in one array)."""
     layout = meta["state"].pop("history_layout")
     history = meta["state"]["history"]
-    ckpt._unpack_history(arrays.pop(ckpt.EPOCHS_KEY), layout, history)
+    ckpt.unpack_history(arrays.pop(ckpt.EPOCHS_KEY), layout, history)
 
 
 def as_format_2(path: Path, extra: dict[str, Any] | None = None) -> Path:

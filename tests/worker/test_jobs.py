@@ -13,7 +13,7 @@ from redis import Redis
 
 from core.checkpoint import best_first, load_checkpoint, parse_checkpoint_name
 from core.messages import EVENT_STREAM, EventKind, TrialEvent, TrialJob, stop_key
-from worker import jobs, lifecycle
+from worker import jobs, lifecycle, writer
 from worker.attempt import Reporter, StopFlag
 from worker.jobs import run_trial
 from worker.settings import WorkerSettings
@@ -75,15 +75,15 @@ def test_a_trial_reports_every_epoch_and_keeps_best_and_latest(
 def recorded_syncs(monkeypatch: pytest.MonkeyPatch, sync_seconds: float) -> list[Path]:
     """The files the worker puts on disk, in order, with checkpoints synced at most every
     `sync_seconds`."""
-    monkeypatch.setattr(jobs, "SYNC_SECONDS", sync_seconds)
+    monkeypatch.setattr(writer, "SYNC_SECONDS", sync_seconds)
     durable: list[Path] = []
-    make_durable = jobs.make_durable
+    make_durable = writer.make_durable
 
     def recording_make_durable(path: Path) -> None:
         make_durable(path)
         durable.append(path)
 
-    monkeypatch.setattr(jobs, "make_durable", recording_make_durable)
+    monkeypatch.setattr(writer, "make_durable", recording_make_durable)
     return durable
 
 
@@ -94,7 +94,7 @@ def test_a_file_on_disk_is_pruned_only_once_a_newer_one_is(
     loss must still find one intact, so the file last put on disk stays until a newer one
     is. Synced whenever none is under way here (SYNC_SECONDS 0)."""
     durable = recorded_syncs(monkeypatch, 0.0)
-    prune = jobs.prune
+    prune = writer.prune
 
     def checking_prune(checkpoints: list[Any], keep: set[Path]) -> list[Any]:
         kept = prune(checkpoints, keep)
@@ -102,7 +102,7 @@ def test_a_file_on_disk_is_pruned_only_once_a_newer_one_is(
             assert durable[-1] in {p for p, _ in kept}, f"pruned {durable[-1].name}, on disk"
         return kept
 
-    monkeypatch.setattr(jobs, "prune", checking_prune)
+    monkeypatch.setattr(writer, "prune", checking_prune)
     outcome = run_trial(trial_job(num_epochs=5))
     assert outcome["status"] == "finished"
     assert len(durable) >= 2  # some while training, not only the end
@@ -143,7 +143,7 @@ def test_a_rerun_keeps_the_files_it_found_until_one_of_its_own_is_on_disk(
     directory = worker_env / "sweep000003" / "stage1"
     found = set(directory.glob("*.npz"))
     durable = recorded_syncs(monkeypatch, 3600.0)
-    prune = jobs.prune
+    prune = writer.prune
     kept_before_end: list[bool] = []
 
     def checking_prune(checkpoints: list[Any], keep: set[Path]) -> list[Any]:
@@ -152,7 +152,7 @@ def test_a_rerun_keeps_the_files_it_found_until_one_of_its_own_is_on_disk(
             kept_before_end.append(found <= {p for p, _ in kept})
         return kept
 
-    monkeypatch.setattr(jobs, "prune", checking_prune)
+    monkeypatch.setattr(writer, "prune", checking_prune)
     # Another config: the re-run starts over, beside the files it found.
     hyperparameters = {"learning_rate": 0.05, "update": "momentum", "reg": 1e-4}
     outcome = run_trial(trial_job(num_epochs=5, attempt=2, hyperparameters=hyperparameters))
@@ -172,16 +172,16 @@ def test_a_best_epoch_between_writes_ends_in_the_file_a_write_per_epoch_leaves(
     epoch (SYNC_SECONDS 0) leaves, and nothing else is written."""
     ended: dict[float, dict[Path, Any]] = {}
     writes: dict[float, list[str]] = {0.0: [], 3600.0: []}
-    write = jobs.write_checkpoint
+    write = writer.write_checkpoint
     seconds = 0.0
 
     def recording_write(path: Path, *args: Any, **kwargs: Any) -> Path:
         writes[seconds].append(Path(path).name)
         return write(path, *args, **kwargs)
 
-    monkeypatch.setattr(jobs, "write_checkpoint", recording_write)
+    monkeypatch.setattr(writer, "write_checkpoint", recording_write)
     for seconds in (0.0, 3600.0):
-        monkeypatch.setattr(jobs, "SYNC_SECONDS", seconds)
+        monkeypatch.setattr(writer, "SYNC_SECONDS", seconds)
         trial_id = 42 if seconds else 43
         job = trial_job(trial_id=trial_id, num_epochs=8, hyperparameters=PEAKING)
         assert run_trial(job)["status"] == "finished"
@@ -211,7 +211,7 @@ def test_a_last_epoch_that_is_the_best_is_reported_with_its_file(
 ) -> None:
     """The master takes a trial's train_acc from the event of its best epoch: the last epoch
     of a finished run is written before its event, which names it as the best."""
-    monkeypatch.setattr(jobs, "SYNC_SECONDS", 3600.0)
+    monkeypatch.setattr(writer, "SYNC_SECONDS", 3600.0)
     outcome = run_trial(trial_job())  # its validation accuracy rises every epoch
     assert outcome["status"] == "finished" and outcome["best_epoch"] == 4.0
     last = [e.data for e in events(redis) if e.kind is EventKind.EPOCH][-1]
@@ -235,7 +235,7 @@ def test_a_checkpoint_that_cannot_be_put_on_disk_fails_the_trial(
     def failing(path: Path) -> None:
         raise OSError(5, "Input/output error", str(path))
 
-    monkeypatch.setattr(jobs, "make_durable", failing)
+    monkeypatch.setattr(writer, "make_durable", failing)
     outcome = run_trial(trial_job())
     assert outcome["status"] == "failed"
     assert "Input/output error" in outcome["reason"]
@@ -334,7 +334,7 @@ def test_a_worker_shutdown_interrupts_the_trial_and_a_rerun_ends_as_if_it_had_no
     redis.delete(EVENT_STREAM)
 
     # The shutdown flag goes up once epoch 1 is reported, as a SIGTERM then would.
-    original_report = jobs._CheckpointWriter.report_epoch
+    original_report = writer.CheckpointWriter.report_epoch
 
     def report_then_shut_down(self: Any, state: Any, k: int) -> None:
         original_report(self, state, k)
@@ -342,7 +342,7 @@ def test_a_worker_shutdown_interrupts_the_trial_and_a_rerun_ends_as_if_it_had_no
             lifecycle.SHUTTING_DOWN.set()
 
     with monkeypatch.context() as patch:
-        patch.setattr(jobs._CheckpointWriter, "report_epoch", report_then_shut_down)
+        patch.setattr(writer.CheckpointWriter, "report_epoch", report_then_shut_down)
         try:
             outcome = run_trial(trial_job(trial_id=8, keep_checkpoints="all"))
         finally:

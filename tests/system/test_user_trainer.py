@@ -1,0 +1,191 @@
+"""A user's own model searched through the real system: `hpsearch master`, real RQ workers
+given the example trainer (examples/twolayer) by HPSEARCH_TRAINERS, our own Redis. Its sweep
+runs coarse to fine with promotion, is scored on the test split, ensembles and predicts
+from the shell, is rebuilt by reindex, and a trial whose worker is SIGKILLed resumes
+exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.contract import Declaration
+from core.data import load_dataset
+from core.run import new_run, problem_of, run
+from core.run_checkpoint import build_trainer
+from tests.servers import wait_for
+from tests.system.conftest import System, running_system
+from tests.system.test_evaluation import evaluated, finished_ensemble, ranked_rows
+from tests.trainers import (
+    EXAMPLE,
+    EXAMPLE_DIR,
+    HAS_TORCH,
+    TORCH_DIR,
+    TORCH_EXAMPLE,
+    example_trainer,
+    needs_torch,
+)
+
+pytestmark = pytest.mark.slow
+# The workers have both examples where torch is installed (the torch extra), else the NumPy one.
+ENV = {
+    "HPSEARCH_TRAINERS": ",".join([EXAMPLE, *([TORCH_EXAMPLE] if HAS_TORCH else [])]),
+    "PYTHONPATH": os.pathsep.join(map(str, [EXAMPLE_DIR, TORCH_DIR])),
+}
+DATABASES = ["sqlite", "postgresql"] if os.environ.get("HPSEARCH_TEST_DATABASE_URL") else ["sqlite"]
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def system(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    root = tmp_path_factory.mktemp(f"user-trainer-{request.param}")
+    with running_system(root, request.param, worker_env=ENV) as running:
+        yield running
+
+
+def user_spec(name: str, **changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": name,
+        "trainer": "twolayer",
+        "fixed": {"update": "adam", "batch_size": 100},
+        "space": {
+            "learning_rate": {"dist": "loguniform", "low": 1e-4, "high": 3e-2},
+            "hidden_size": {"dist": "logint", "low": 16, "high": 128},
+        },
+        "stages": [
+            {"trials": 8, "epochs": 1},
+            {"trials": 4, "epochs": 3, "promote": 3},
+            {"trials": 2, "epochs": 6, "promote": 2},
+        ],
+    }
+    spec.update(changes)
+    return spec
+
+
+def hpsearch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "master.cli", *args],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **ENV},
+    )  # fmt: skip
+
+
+def test_a_user_trainer_sweep_runs_coarse_to_fine_and_is_scored_ensembled_and_predicted(
+    system: System, tmp_path: Path
+) -> None:
+    sweep_id = system.submit(user_spec("twolayer-digits"))
+    sweep = system.wait_until_done(sweep_id, 180)
+    assert sweep["status"] == "finished", sweep
+    trials = system.trials(sweep_id)
+    assert len(trials) == 14 and {t["status"] for t in trials} <= {"finished", "exploded"}
+    promoted = [t for t in trials if t["parent_id"] is not None]
+    assert len(promoted) == 5
+    for trial in promoted:  # trained on from the parent's epochs, each epoch once
+        detail = system.get(f"/api/trials/{trial['id']}")
+        assert [h["epoch"] for h in detail["history"]] == [
+            float(e) for e in range(1, int(trial["num_epochs"]) + 1)
+        ]
+        assert detail["start_epoch"] > 0
+    best = system.get("/api/leaderboard", sweep=sweep_id, limit=1)["data"][0]
+    assert best["best_val_acc"] > 0.9
+    test = evaluated(system, sweep_id)  # by a worker, from the user trainer's checkpoints
+    assert test["best_trial_id"] == best["id"] and test["best_test_acc"] > 0.85
+    code, asked = system.post(f"/api/sweeps/{sweep_id}/ensembles", {"kind": "top-k", "max_k": 3})
+    assert code == 201, asked
+    ensemble = finished_ensemble(system, asked["id"])
+    assert ensemble["status"] == "finished" and [p["k"] for p in ensemble["curve"]] == [1, 2, 3]
+    assert all(m["average_val_acc"] is None for m in ensemble["members"])
+
+    # `hpsearch predict` on raw test images, with the trainer installed where it runs.
+    data = load_dataset("digits")
+    assert data.X_test is not None
+    raw = np.round((data.X_test.astype(np.float64) + data.mean_image) * 16)
+    np.savez(tmp_path / "raw.npz", X=raw)
+    out = tmp_path / "predictions.npy"
+    best_file = system.checkpoints / ensemble["members"][0]["checkpoint"]
+    predicted = hpsearch(
+        "predict", "--checkpoint", str(best_file), "--input", str(tmp_path / "raw.npz"),
+        "--output", str(out),
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    accuracy = float(np.mean(np.load(out) == data.y_test))
+    assert accuracy == pytest.approx(ensemble["members"][0]["test_acc"])
+    without = subprocess.run(
+        [sys.executable, "-m", "master.cli", "predict", "--checkpoint", str(best_file),
+         "--input", str(tmp_path / "raw.npz"), "--output", str(out)],
+        capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "HPSEARCH_TRAINERS"},
+    )  # fmt: skip
+    assert without.returncode == 2
+    assert "written by trainer 'twolayer', which is not installed here" in without.stderr
+
+    # The volume alone rebuilds the sweep: every trial's row and every epoch.
+    url = f"sqlite:///{tmp_path / 'rebuilt.db'}"
+    rebuilt = hpsearch("reindex", str(system.checkpoints), "--database-url", url)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    before_sweep, before = ranked_rows(system.database_url, sweep_id)
+    after_sweep, after = ranked_rows(url, sweep_id)
+    assert after == before and after_sweep["spec"]["trainer"] == "twolayer"
+
+
+def test_a_sweep_naming_a_trainer_no_worker_has_is_refused(system: System) -> None:
+    code, body = system.post("/api/sweeps", user_spec("unknown", trainer="my-cnn"))
+    assert code == 422
+    assert "'my-cnn' is no trainer of a live worker (known: mlp, twolayer)" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("trainer", "fixed", "epochs"),
+    [
+        # About 5 s each here: the kill lands mid-trial.
+        ("twolayer", {"learning_rate": 1e-3, "hidden_size": 256, "batch_size": 10}, 150),
+        pytest.param("digits-cnn", {"learning_rate": 1e-3, "channels": 8}, 60, marks=needs_torch),
+    ],
+)
+def test_a_user_trainer_whose_worker_is_killed_resumes_elsewhere_exactly(
+    system: System, trainer: str, fixed: dict[str, Any], epochs: int
+) -> None:
+    if system.database_url.startswith("postgresql"):
+        pytest.skip("what workers and the protocol do: SQLite's run shows it")
+    space = {"lr_decay": {"dist": "uniform", "low": 0.9, "high": 0.99}}
+    stages = [{"trials": 1, "epochs": epochs}]
+    spec = user_spec(f"{trainer}-killed", trainer=trainer, fixed=fixed, space=space, stages=stages)
+    sweep_id = system.submit(spec)
+
+    def some_epochs_done() -> dict[str, Any] | None:
+        trials = system.trials(sweep_id)
+        return trials[0] if trials and trials[0]["epochs_done"] >= 10 else None
+
+    trial = wait_for(some_epochs_done, 60, "the trial's 10th epoch")
+    victim = trial["worker"]
+    system.workers[victim].send_signal(signal.SIGKILL)
+    system.workers[victim].wait()
+    assert system.get(f"/api/trials/{trial['id']}")["status"] == "running"
+    try:
+        system.wait_until_done(sweep_id, 120)
+    finally:
+        system.start_worker(victim, env=ENV)  # the module's other tests have two workers
+    detail = system.get(f"/api/trials/{trial['id']}")
+    assert detail["status"] == "finished" and detail["attempts"] >= 2
+    assert detail["worker"] != victim
+    # The same trial trained here without interruption gives the very same numbers.
+    cls = example_trainer(trainer)
+    resolved = Declaration.of(trainer, cls).resolve(detail["hyperparameters"])
+    data = load_dataset("digits")
+    model = build_trainer(cls, trainer, resolved, problem_of(data), detail["seed"])
+    state = new_run(
+        trainer, "1", resolved, model, len(data.X_train),
+        seed=detail["seed"], num_epochs=epochs, explode_factor=3.0,
+    )  # fmt: skip
+    reference = run(model, data, state).history
+    assert [h["epoch"] for h in detail["history"]] == reference.epoch
+    assert [h["val_acc"] for h in detail["history"]] == reference.val_acc
+    assert [h["train_acc"] for h in detail["history"]] == reference.train_acc

@@ -1,0 +1,162 @@
+"""A user trainer's trials on a worker (worker.trainers through worker.jobs, real Redis):
+the same events, files, kill, promotion and ensembles as the built-in net's, and refusals
+of any trainer the worker's operator did not install."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from core.checkpoint import parse_checkpoint_name, read_summary
+from core.messages import EnsembleJob, EventKind, TrialJob
+from dashboard.weights import NoImage, describe_first_layer, first_layer_png
+from tests.trainers import EXAMPLE, EXAMPLE_DIR, explodes_at_iteration_1
+from tests.worker.test_jobs import events
+from worker.ensembles import evaluate
+from worker.jobs import run_trial
+from worker.settings import WorkerSettings
+
+TRAINERS = ",".join(
+    [
+        EXAMPLE,
+        "scripted=tests.trainers:ScriptedTrainer",
+        "failing=tests.trainers:FailingSetupTrainer",
+    ]
+)
+
+
+@pytest.fixture
+def worker_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    checkpoints = tmp_path / "checkpoints"
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("CHECKPOINT_DIR", str(checkpoints))
+    monkeypatch.setenv("HPSEARCH_DATASET_DIRS", str(tmp_path))
+    monkeypatch.setenv("HPSEARCH_TRAINERS", TRAINERS)
+    monkeypatch.syspath_prepend(str(EXAMPLE_DIR))
+    return checkpoints
+
+
+def user_job(trial_id: int = 42, trainer: str = "twolayer", **changes: Any) -> dict[str, Any]:
+    job = TrialJob(
+        trial_id=trial_id,
+        sweep_id=3,
+        stage_index=0,
+        dataset="digits",
+        hyperparameters={"learning_rate": 3e-3, "hidden_size": 32},
+        num_epochs=3,
+        seed=5,
+        explode_factor=3.0,
+        trainer=trainer,
+    ).to_dict()
+    job.update(changes)
+    return job
+
+
+def test_a_user_trainer_reports_every_epoch_and_keeps_named_checkpoints(
+    redis: Redis, worker_env: Path
+) -> None:
+    outcome = run_trial(user_job())
+    assert outcome["status"] == "finished", outcome
+    kinds = [e.kind for e in events(redis)]
+    assert kinds == [EventKind.STARTED] + [EventKind.EPOCH] * 3 + [EventKind.ENDED]
+    epochs = [e.data for e in events(redis) if e.kind is EventKind.EPOCH]
+    assert [e["epoch"] for e in epochs] == [1.0, 2.0, 3.0]
+    assert all(0.5 < e["val_acc"] <= 1 for e in epochs[1:])
+    assert epochs[0]["average_val_acc"] is None  # it keeps no running average: not reported
+    files = sorted((worker_env / "sweep000003" / "stage0").glob("*.npz"))
+    assert outcome["checkpoints"] == [str(f.relative_to(worker_env)) for f in files]
+    best = max(files, key=lambda f: parse_checkpoint_name(f).val_acc)
+    assert parse_checkpoint_name(best).val_acc == round(max(e["val_acc"] for e in epochs), 4)
+    summary = read_summary(best)
+    assert summary["trainer"] == {"name": "twolayer", "version": "1"}
+    assert summary["extra"]["trial"]["trainer"] == "twolayer"
+
+
+@pytest.mark.parametrize("name", ["os:system", "tests.trainers:ScriptedTrainer", "mlp2"])
+def test_a_trainer_the_worker_was_not_given_is_refused_and_nothing_imported(
+    redis: Redis, worker_env: Path, name: str
+) -> None:
+    outcome = run_trial(user_job(trainer=name))
+    assert outcome["status"] == "failed"
+    assert f"trainer {name!r} is not installed on this worker" in outcome["reason"]
+    assert "(it has: mlp, failing, scripted, twolayer)" in outcome["reason"]
+    assert not (worker_env / "sweep000003").exists()
+
+
+def test_a_trainer_that_raises_in_setup_fails_its_trial_and_the_next_trial_runs(
+    redis: Redis, worker_env: Path
+) -> None:
+    failed = run_trial(user_job(trainer="failing", hyperparameters={}))
+    assert failed["status"] == "failed"
+    assert failed["reason"] == (
+        "TrainerError: trainer failing: setup raised RuntimeError: no GPU found"
+    )
+    assert run_trial(user_job(trial_id=43))["status"] == "finished"
+
+
+def test_a_bad_hyperparameter_in_a_job_fails_its_trial_naming_it(
+    redis: Redis, worker_env: Path
+) -> None:
+    outcome = run_trial(user_job(hyperparameters={"hidden_size": 0}))
+    assert outcome["status"] == "failed"
+    assert "hidden_size: must be >= 1, got 0" in outcome["reason"]
+
+
+def test_a_user_trainer_whose_cost_triples_explodes_at_iteration_1(
+    redis: Redis, worker_env: Path
+) -> None:
+    job = user_job(trainer="scripted", hyperparameters={"costs": explodes_at_iteration_1()})
+    outcome = run_trial(job)
+    assert outcome["status"] == "exploded"
+    assert outcome["explosion"]["iteration"] == 1
+    assert "at iteration 1 is 3.05x the first cost" in outcome["reason"]
+
+
+def test_a_promoted_user_trial_goes_on_from_its_parents_checkpoint_exactly(
+    redis: Redis, worker_env: Path
+) -> None:
+    straight = run_trial(user_job(trial_id=50, num_epochs=5, stage_index=2))
+    parent = run_trial(user_job(trial_id=51, num_epochs=2))
+    redis.flushall()
+    child = run_trial(
+        user_job(trial_id=52, num_epochs=5, stage_index=1, resume_from=parent["checkpoints"][-1])
+    )
+    started = next(e for e in events(redis) if e.kind is EventKind.STARTED)
+    assert started.data["resumed_from_epoch"] == 2.0
+    epochs = [e.data for e in events(redis) if e.kind is EventKind.EPOCH]
+    assert [e["epoch"] for e in epochs] == [3.0, 4.0, 5.0]
+    assert child["val_acc"] == straight["val_acc"]
+    assert child["best_val_acc"] == straight["best_val_acc"]
+
+
+def test_an_ensemble_of_user_trainer_checkpoints_averages_their_probabilities(
+    redis: Redis, worker_env: Path
+) -> None:
+    members = []
+    for trial_id, seed in ((60, 1), (61, 2), (62, 3)):
+        outcome = run_trial(user_job(trial_id=trial_id, seed=seed))
+        best = max(outcome["checkpoints"], key=lambda p: parse_checkpoint_name(p).val_acc)
+        members.append(best)
+    job = EnsembleJob(ensemble_id=1, sweep_id=3, dataset="digits", members=members)
+    result = evaluate(job, WorkerSettings(), lambda: False)
+    assert result.status == "finished" and result.has_test
+    for member, path in zip(result.members, members, strict=True):  # as its file names it
+        assert member.val_acc == pytest.approx(parse_checkpoint_name(path).val_acc, abs=5e-5)
+    assert all(m.average_val_acc is None for m in result.members)  # it keeps no average
+    assert [p.k for p in result.curve] == [1, 2, 3]
+    assert result.curve[-1].test_acc is not None
+
+
+def test_the_first_layer_a_trainer_reports_is_drawn_by_the_dashboard(
+    redis: Redis, worker_env: Path
+) -> None:
+    with_weights = run_trial(user_job(trial_id=70))
+    without = run_trial(user_job(trial_id=71, trainer="scripted", hyperparameters={}))
+    path = worker_env / with_weights["checkpoints"][-1]
+    assert describe_first_layer(path) == (32, 32, (8, 8))  # hidden_size 32, digits' 8x8
+    assert first_layer_png(path).startswith(b"\x89PNG")
+    with pytest.raises(NoImage, match=r"no first-layer weights \(params/W1\)"):
+        describe_first_layer(worker_env / without["checkpoints"][-1])
