@@ -177,6 +177,9 @@ class WorkerPublic(BaseModel):
     current_job: str | None
     current_trial: int | None
     last_heartbeat: datetime | None
+    trainers: list[str] = Field(
+        default_factory=list, description="the trainers it can run: mlp and those it advertises"
+    )
 
 
 class WorkersPublic(BaseModel):

@@ -14,6 +14,7 @@ import logging
 from pydantic import ValidationError
 from redis import Redis
 from rq import Worker
+from rq.worker import BaseWorker
 
 from core.contract import BUILTIN, Declaration
 from core.messages import TRAINERS_FIELD
@@ -27,16 +28,21 @@ def advertised_trainers(redis: Redis) -> dict[str, Declaration]:
     name, where workers of different versions disagree)."""
     found: dict[str, Declaration] = {}
     for worker in sorted(Worker.all(connection=redis), key=lambda w: w.name):
-        raw = redis.hget(worker.key, TRAINERS_FIELD)
-        if not raw:
-            continue
-        try:
-            for data in json.loads(raw):
-                declaration = Declaration.from_json(data)
-                found.setdefault(declaration.name, declaration)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("worker %s advertises unreadable trainers: %s", worker.name, exc)
+        for declaration in worker_trainers(redis, worker):
+            found.setdefault(declaration.name, declaration)
     return found
+
+
+def worker_trainers(redis: Redis, worker: BaseWorker) -> list[Declaration]:
+    """The user trainers one worker advertises (none if it advertises nothing readable)."""
+    raw = redis.hget(worker.key, TRAINERS_FIELD)
+    if not raw:
+        return []
+    try:
+        return [Declaration.from_json(data) for data in json.loads(raw)]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("worker %s advertises unreadable trainers: %s", worker.name, exc)
+        return []
 
 
 def with_declaration(spec: SweepSpec, advertised: dict[str, Declaration]) -> SweepSpec:

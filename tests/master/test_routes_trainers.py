@@ -127,3 +127,10 @@ def test_the_built_in_net_needs_no_worker_and_keeps_no_declaration(
     assert response.status_code == 201, response.text
     assert response.json()["spec"]["declared"] is None
     assert json.loads(json.dumps(response.json()["spec"]))["trainer"] == "mlp"
+
+
+def test_the_workers_list_says_which_trainers_each_can_run(api: TestClient, redis: Redis) -> None:
+    advertise(redis, "w-user")
+    make_worker(redis, ["hpsearch"], name="w-plain").register_birth()
+    workers = {w["name"]: w["trainers"] for w in api.get("/api/workers").json()["data"]}
+    assert workers == {"w-user": ["mlp", "twolayer"], "w-plain": ["mlp"]}
