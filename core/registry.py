@@ -58,11 +58,16 @@ def parse_setting(setting: str) -> list[Registered]:
 def registered(setting: str = "") -> list[Registered]:
     """Every trainer name the installation declares (not imported yet); the setting wins
     over an entry point of the same name."""
-    found = {
-        ep.name: Registered(ep.name, ep.value, "entry point")
-        for ep in entry_points(group=GROUP)
-        if ep.name != BUILTIN
-    }
+    found: dict[str, Registered] = {}
+    for ep in entry_points(group=GROUP):
+        if ep.name == BUILTIN:
+            continue
+        if not NAME.match(ep.name):  # a sweep could not name it
+            raise RegistryError(
+                f"entry point {ep.name!r} of {GROUP} ({ep.value}): a trainer's name is "
+                f"letters, digits and . _ - (at most 64)"
+            )
+        found[ep.name] = Registered(ep.name, ep.value, "entry point")
     found.update({r.name: r for r in parse_setting(setting)})
     return sorted(found.values(), key=lambda r: r.name)
 
@@ -73,7 +78,7 @@ def load_target(entry: Registered) -> Any:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # whatever its module raises while it is imported
         raise RegistryError(
             f"trainer {entry.name} ({entry.source} {entry.target}): cannot be loaded: {exc}"
         ) from exc

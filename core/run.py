@@ -96,14 +96,20 @@ def new_run(
 
 
 def continue_run(
-    state: RunState, hyperparameters: dict[str, Any], seed: int, num_epochs: float
+    state: RunState, version: str, hyperparameters: dict[str, Any], seed: int, num_epochs: float
 ) -> RunState:
     """`state`, made to go on to `num_epochs` (a run promoted to a longer budget): exactly
     as a run trained that long from the start, since the batch order's generator is saved
     and the trainer's schedule is a function of the epoch it is given. Only num_epochs may
-    differ; ContinuationError says why a run cannot go on."""
+    differ; ContinuationError says why a run cannot go on (another version of the trainer
+    is other code: its state may not mean the same)."""
     if state.hyperparameters != hyperparameters or state.seed != seed:
         raise ContinuationError("the checkpoint was trained with other hyperparameters")
+    if state.version != version:
+        raise ContinuationError(
+            f"the checkpoint is of version {state.version} of trainer {state.trainer}, "
+            f"this is version {version}"
+        )
     total = continued_total(state.status, state.iteration, state.iterations_per_epoch, num_epochs)
     state.num_epochs = num_epochs
     state.total_iterations = total
@@ -198,8 +204,16 @@ def accuracy(name: str, trainer: Trainer, X: np.ndarray, y: np.ndarray, classes:
     return float(np.mean(np.argmax(probabilities, axis=1) == y))
 
 
+def read_only(X: np.ndarray) -> np.ndarray:
+    """A view of X that a trainer cannot write to: the splits are the worker's, shared by
+    every trial it runs."""
+    view = X.view()
+    view.flags.writeable = False
+    return view
+
+
 def checked_probabilities(name: str, trainer: Trainer, X: np.ndarray, classes: int) -> np.ndarray:
-    got = call(name, "probabilities", trainer.probabilities, X)
+    got = call(name, "probabilities", trainer.probabilities, read_only(X))
     shape = getattr(got, "shape", None)
     if shape != (len(X), classes):
         raise TrainerError(
@@ -229,15 +243,27 @@ def record_epoch(
     history.lr.append(_reported(name, trainer, "learning_rate", last))
     ratios = getattr(trainer, "update_ratios", None)
     if callable(ratios):
-        for key, ratio in dict(call(name, "update_ratios", ratios)).items():
-            history.update_ratio.setdefault(str(key), []).append(float(ratio))
+        reported = call(name, "update_ratios", lambda: _ratios(ratios()))
+        epochs = len(history.epoch)
+        for key in reported.keys() | history.update_ratio.keys():
+            # One value per epoch in every series: NaN where an epoch reported none.
+            series = history.update_ratio.setdefault(key, [])
+            series += [math.nan] * (epochs - 1 - len(series))
+            series.append(reported.get(key, math.nan))
     if val_acc > state.best_val_acc:
         state.best_val_acc = val_acc
         state.best_epoch = state.epoch
+
+
+def _ratios(reported: Any) -> dict[str, float]:
+    return {str(key): float(value) for key, value in dict(reported).items()}
 
 
 def _reported(name: str, trainer: Trainer, attribute: str, epoch: float) -> float:
     """An optional number a trainer may report, a method of the epoch (e.g. its learning
     rate, at the epoch's last step), or NaN."""
     method = getattr(trainer, attribute, None)
-    return float(call(name, attribute, method, epoch)) if callable(method) else math.nan
+    if not callable(method):
+        return math.nan
+    value: float = call(name, attribute, lambda: float(method(epoch)))
+    return value

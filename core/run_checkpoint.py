@@ -91,7 +91,13 @@ def run_checkpoint_arrays(
     arrays = trainer_arrays(state, trainer, copy)
     first_layer = getattr(trainer, "first_layer_weights", None)
     if callable(first_layer):  # drawn by the dashboard as images, as the built-in net's W1
-        arrays[FIRST_LAYER_KEY] = np.array(call(state.trainer, "first_layer_weights", first_layer))
+        weights = np.array(call(state.trainer, "first_layer_weights", first_layer))
+        if weights.ndim != 2 or weights.shape[0] != problem.input_dim or weights.dtype.kind != "f":
+            raise TrainerError(
+                f"trainer {state.trainer}: first_layer_weights returned {weights.dtype} "
+                f"{weights.shape}, not floats of ({problem.input_dim}, units)"
+            )
+        arrays[FIRST_LAYER_KEY] = weights
     order = None if state.order is None else state.order.copy() if copy else state.order
     shared, layout, unpacked = run_arrays(state.history, order, preprocessing)
     arrays.update(shared)

@@ -166,7 +166,8 @@ def read_trial(
         builtin = sweep is None or sweep.spec.get("trainer", BUILTIN) == BUILTIN
         # A user trainer reports no per-layer distributions: no plots for them.
         default = TrainConfig().hidden_sizes if builtin else ()
-        hidden = trial.hyperparameters.get("hidden_sizes") or default
+        hidden = trial.hyperparameters.get("hidden_sizes") if builtin else None
+        hidden = hidden or default
         # A promoted trial whose best epoch is its parent's: that file is the parent's.
         best_file = best_epoch_file(trial, trial_lookup(session))
         inherited = None

@@ -55,8 +55,9 @@ def trial_findings(trial: Trial) -> list[Finding]:
         update_ratios=ratios,
         dead_units=dead,
         num_classes=trial.num_classes,
+        # A user trainer's hyperparameters may use these names for other things.
         loss=str(hp.get("loss", DEFAULTS.loss)),
-        reg=float(hp.get("reg", DEFAULTS.reg)),
+        reg=float(hp["reg"]) if _number(hp.get("reg")) else DEFAULTS.reg,
     )
     return diagnose_run(numbers)
 

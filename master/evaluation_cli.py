@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from core.checkpoint import read_summary, trainer_name
+from core.contract import BUILTIN
 from core.predict import WEIGHTS, load_ensemble, read_inputs
 from core.registry import installed_trainers
 from master.settings import ClientSettings
@@ -100,8 +102,11 @@ def run_predict(args: argparse.Namespace) -> int:
         paths, what = _ensemble_paths(args)
     else:
         paths, what = list(args.checkpoint), ", ".join(map(str, args.checkpoint))
-    # The user trainers installed here (core.registry), for checkpoints of theirs.
-    trainers = installed_trainers(ClientSettings().trainers_setting)
+    # The user trainers installed here (core.registry), imported only for checkpoints of
+    # theirs: a broken one must not stop predictions with the built-in net.
+    trainers = {}
+    if any(trainer_name(read_summary(path)) != BUILTIN for path in paths):
+        trainers = installed_trainers(ClientSettings().trainers_setting)
     model = load_ensemble(paths, weights=args.weights, dataset=args.dataset, trainers=trainers)
     inputs = read_inputs(args.input)
     if args.probabilities:

@@ -38,7 +38,9 @@ from core.checkpoint import (
     read_summary,
     reported_best,
 )
+from core.contract import BUILTIN
 from core.distributions import epoch_distributions
+from core.messages import finite_or_none
 from core.state import Explosion, History
 from master.db import Database
 from master.models import (
@@ -199,7 +201,8 @@ def _sweep(root: Path, sweep_id: int, jobs: list[dict[str, Any]]) -> Sweep:
 
 
 def _spec_from_jobs(sweep_id: int, jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a spec the trials can tell: the dataset and each stage's trials and epochs."""
+    """What a spec the trials can tell: the trainer, the dataset and each stage's trials and
+    epochs."""
     per_stage: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for job in jobs:
         per_stage[int(job["stage_index"])].append(job)
@@ -212,6 +215,7 @@ def _spec_from_jobs(sweep_id: int, jobs: list[dict[str, Any]]) -> dict[str, Any]
     ]
     return {
         "name": f"sweep {sweep_id}",
+        "trainer": jobs[0].get("trainer", BUILTIN),
         "dataset": jobs[0]["dataset"],
         "space": {},
         "stages": stages,
@@ -288,13 +292,15 @@ def _trial(
             TrialEpoch(
                 trial_id=job["trial_id"],
                 epoch=epoch,
-                cost=history["cost"][k],
+                # As the worker's events carry them: a value that is not finite (a user
+                # trainer's unreported running average, say) as None.
+                cost=finite_or_none(history["cost"][k]),
                 train_acc=history["train_acc"][k],
                 val_acc=history["val_acc"][k],
-                average_val_acc=history["average_val_acc"][k],
-                learning_rate=history["lr"][k],
-                update_ratio={n: v[k] for n, v in history["update_ratio"].items()},
-                loss=history["loss"][start:end],
+                average_val_acc=finite_or_none(history["average_val_acc"][k]),
+                learning_rate=finite_or_none(history["lr"][k]),
+                update_ratio=finite_or_none({n: v[k] for n, v in history["update_ratio"].items()}),
+                loss=finite_or_none(history["loss"][start:end]),
                 distributions=epoch_distributions(typed, k) or None,
             )
         )

@@ -23,14 +23,15 @@ from master.spec import SpecError, SweepSpec, describe_errors
 log = logging.getLogger(__name__)
 
 
-def advertised_trainers(redis: Redis) -> dict[str, Declaration]:
-    """Name -> declaration of every user trainer a live worker has (the first worker's, by
-    name, where workers of different versions disagree)."""
-    found: dict[str, Declaration] = {}
-    for worker in sorted(Worker.all(connection=redis), key=lambda w: w.name):
-        for declaration in worker_trainers(redis, worker):
-            found.setdefault(declaration.name, declaration)
-    return found
+def advertised_trainers(redis: Redis) -> dict[str, dict[str, Declaration | None]]:
+    """Trainer name -> {worker name: its declaration, or None where that worker lacks it},
+    for every user trainer a live worker has."""
+    workers = {
+        worker.name: {d.name: d for d in worker_trainers(redis, worker)}
+        for worker in Worker.all(connection=redis)
+    }
+    names = sorted({name for has in workers.values() for name in has})
+    return {name: {w: has.get(name) for w, has in sorted(workers.items())} for name in names}
 
 
 def worker_trainers(redis: Redis, worker: BaseWorker) -> list[Declaration]:
@@ -45,14 +46,18 @@ def worker_trainers(redis: Redis, worker: BaseWorker) -> list[Declaration]:
         return []
 
 
-def with_declaration(spec: SweepSpec, advertised: dict[str, Declaration]) -> SweepSpec:
-    """`spec` validated against its trainer's declaration, which it then holds; SpecError
-    naming the trainers there are if no live worker has it."""
+def with_declaration(
+    spec: SweepSpec, advertised: dict[str, dict[str, Declaration | None]]
+) -> SweepSpec:
+    """`spec` validated against its trainer's declaration, which it then holds. SpecError
+    naming the trainers there are if no live worker has it, and naming the workers that
+    lack it or declare another version: every worker serving the queue takes the sweep's
+    trials, and one without the trainer would fail them."""
     if spec.trainer == BUILTIN:
         return spec if spec.declared is None else spec.model_copy(update={"declared": None})
-    declaration = advertised.get(spec.trainer)
-    if declaration is None:
-        known = ", ".join([BUILTIN, *sorted(advertised)])
+    by_worker = advertised.get(spec.trainer)
+    if by_worker is None:
+        known = ", ".join([BUILTIN, *advertised])
         raise SpecError(
             [
                 f"trainer: {spec.trainer!r} is no trainer of a live worker (known: {known}); "
@@ -60,15 +65,37 @@ def with_declaration(spec: SweepSpec, advertised: dict[str, Declaration]) -> Swe
                 f"group hpsearch.trainers, or HPSEARCH_TRAINERS)"
             ]
         )
+    lacking = [worker for worker, declared in by_worker.items() if declared is None]
+    if lacking:
+        raise SpecError(
+            [
+                f"trainer: {spec.trainer!r} is not installed on worker(s) "
+                f"{', '.join(lacking)}, which would take some of its trials: install it "
+                f"there too, or stop them"
+            ]
+        )
+    declarations: list[Declaration] = []
+    for declared in by_worker.values():
+        if declared is not None and declared not in declarations:
+            declarations.append(declared)
+    if len(declarations) > 1:
+        versions = ", ".join(f"{w}: {d.version}" for w, d in by_worker.items() if d is not None)
+        raise SpecError(
+            [
+                f"trainer: the workers declare {spec.trainer!r} differently ({versions}): "
+                f"install one version on all of them"
+            ]
+        )
+    [declaration] = declarations
     data = spec.model_dump(mode="json")
     data["declared"] = declaration.to_json()
     if spec.budget is not None:  # laid out again from the budget, as submitted
         data["stages"] = []
     try:
-        declared = SweepSpec.model_validate(data)
+        validated = SweepSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(describe_errors(exc)) from None
-    problems = declared.hyperparameter_problems()
+    problems = validated.hyperparameter_problems()
     if problems:
         raise SpecError(problems)
-    return declared
+    return validated

@@ -78,12 +78,11 @@ def prepare_user_trial(trial: TrialJob, settings: WorkerSettings) -> PreparedRun
     checkpoint_dir = settings.checkpoint_dir
 
     def same_run(state: RunState) -> bool:
-        return (state.hyperparameters, state.seed, state.explode_factor, state.num_epochs) == (
-            hyperparameters,
-            trial.seed,
-            trial.explode_factor,
-            trial.num_epochs,
-        )
+        """Whether a checkpoint is of this very run, by this version of the trainer (another
+        version is other code: its state may not mean the same)."""
+        ran = (state.version, state.hyperparameters, state.seed, state.explode_factor)
+        wanted = (declaration.version, hyperparameters, trial.seed, trial.explode_factor)
+        return ran == wanted and state.num_epochs == trial.num_epochs
 
     def load(path: Path) -> tuple[Trainer, RunState] | None:
         checkpoint = load_run_checkpoint(path, {name: cls})
@@ -92,7 +91,7 @@ def prepare_user_trial(trial: TrialJob, settings: WorkerSettings) -> PreparedRun
     existing = listed_for_resume(checkpoint_dir, trial)
     resumed, existing, damaged = resume(existing, load, trial.trial_id)
     if resumed is None and trial.resume_from is not None:
-        resumed = _promoted(checkpoint_dir / trial.resume_from, cls, trial, hyperparameters)
+        resumed = _promoted(checkpoint_dir / trial.resume_from, cls, trial, declaration)
     if resumed is None:
         fresh = build_trainer(cls, name, hyperparameters, problem, trial.seed)
         state = new_run(
@@ -123,13 +122,18 @@ def prepare_user_trial(trial: TrialJob, settings: WorkerSettings) -> PreparedRun
 
 
 def _promoted(
-    parent: Path, cls: Any, trial: TrialJob, hyperparameters: dict[str, Any]
+    parent: Path, cls: Any, trial: TrialJob, declaration: Declaration
 ) -> tuple[Trainer, RunState] | None:
     """The run a promoted trial goes on from: its parent's checkpoint, continued to this
-    trial's epochs; None (train from scratch, losing nothing) if it cannot be used."""
+    trial's epochs; None (train from scratch, losing nothing) if the file cannot be used.
+    A trainer whose state does not load back (core.contract.TrainerError) fails the trial:
+    that is the trainer's fault, and training from scratch would hide it."""
+    hyperparameters = declaration.resolve(trial.hyperparameters)
     try:
         checkpoint = load_run_checkpoint(parent, {trial.trainer: cls})
-        state = continue_run(checkpoint.state, hyperparameters, trial.seed, trial.num_epochs)
+        state = continue_run(
+            checkpoint.state, declaration.version, hyperparameters, trial.seed, trial.num_epochs
+        )
         return checkpoint.trainer, state
     except (CheckpointError, ContinuationError) as exc:
         log.warning("cannot go on from %s: %s; training from scratch", parent, exc)

@@ -57,8 +57,8 @@ class DigitsCNN:
             self.net.parameters(), lr=hp["learning_rate"], weight_decay=hp["weight_decay"]
         )
 
-    def images(self, X: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).view(-1, *self.shape)
+    def images(self, X: np.ndarray) -> torch.Tensor:  # a copy: the worker's X is read-only
+        return torch.from_numpy(np.array(X, dtype=np.float32)).view(-1, *self.shape)
 
     def learning_rate(self, epoch: float) -> float:
         return float(self.hp["learning_rate"] * self.hp["lr_decay"] ** math.floor(epoch))

@@ -99,21 +99,26 @@ def test_a_promoted_run_goes_on_from_its_checkpoint_as_if_trained_that_long(
     parent, state = start(cls, digits, values, epochs=2)
     state = run(parent, digits, state)
     child, state = save_and_load(tmp_path / "parent.npz", parent, state, digits)
-    state = run(child, digits, continue_run(state, state.hyperparameters, 5, 5))
+    state = run(child, digits, continue_run(state, "1", state.hyperparameters, 5, 5))
     assert state.history.epoch == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert state.history.val_acc == longer.history.val_acc
     assert state.history.loss == longer.history.loss
 
 
-def test_a_run_goes_on_only_with_its_own_hyperparameters_and_seed(digits: Dataset) -> None:
+def test_a_run_goes_on_only_with_its_own_hyperparameters_seed_and_trainer_version(
+    digits: Dataset,
+) -> None:
     cls = example_trainer()
     trainer, state = start(cls, digits, HYPERPARAMETERS, epochs=1)
     state = run(trainer, digits, state)
     other = {**state.hyperparameters, "reg": 0.5}
     with pytest.raises(ContinuationError, match="other hyperparameters"):
-        continue_run(state, other, 5, 3)
+        continue_run(state, "1", other, 5, 3)
     with pytest.raises(ContinuationError, match="other hyperparameters"):
-        continue_run(state, state.hyperparameters, 6, 3)
+        continue_run(state, "1", state.hyperparameters, 6, 3)
+    with pytest.raises(ContinuationError, match="of version 1 of trainer .*, this is version 2"):
+        continue_run(state, "2", state.hyperparameters, 5, 3)
+    assert continue_run(state, "1", state.hyperparameters, 5, 3).total_iterations == 33
 
 
 def test_a_cost_over_3x_the_first_explodes_the_run_at_iteration_1(digits: Dataset) -> None:
@@ -203,3 +208,29 @@ def test_an_example_learns_digits_and_gives_probabilities(
     probabilities = trainer.probabilities(digits.X_val)
     assert probabilities.shape == (len(digits.X_val), 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_update_ratios_reported_by_some_epochs_keep_one_value_per_epoch(digits: Dataset) -> None:
+    class SometimesReports(ScriptedTrainer):
+        def update_ratios(self) -> dict[str, float]:
+            # W1 for the first epochs, then only W2: NaN where a series has no value.
+            return {"W1": 1e-3} if self.steps < 50 else {"W2": 2e-3}
+
+    trainer, state = start(SometimesReports, digits, {}, epochs=3)
+    state = run(trainer, digits, state)
+    ratios = state.history.update_ratio  # 23 steps an epoch: W2 from the third on
+    assert ratios["W1"][:2] == [1e-3, 1e-3] and math.isnan(ratios["W1"][2])
+    assert all(math.isnan(v) for v in ratios["W2"][:2]) and ratios["W2"][2] == 2e-3
+    assert all(len(series) == 3 for series in ratios.values())
+
+
+def test_first_layer_weights_of_the_wrong_shape_are_an_error_naming_the_trainer(
+    digits: Dataset,
+) -> None:
+    class FlatWeights(ScriptedTrainer):
+        def first_layer_weights(self) -> np.ndarray:
+            return np.zeros(64)
+
+    trainer, state = start(FlatWeights, digits, {}, epochs=1)
+    with pytest.raises(TrainerError, match=r"first_layer_weights returned float64 \(64,\), not"):
+        run_checkpoint_arrays(trainer, state, problem_of(digits))

@@ -134,3 +134,27 @@ def test_the_workers_list_says_which_trainers_each_can_run(api: TestClient, redi
     make_worker(redis, ["hpsearch"], name="w-plain").register_birth()
     workers = {w["name"]: w["trainers"] for w in api.get("/api/workers").json()["data"]}
     assert workers == {"w-user": ["mlp", "twolayer"], "w-plain": ["mlp"]}
+
+
+def test_a_trainer_some_live_workers_lack_is_refused_naming_them(
+    api: TestClient, redis: Redis
+) -> None:
+    advertise(redis, "w-user")
+    make_worker(redis, ["hpsearch"], name="w-plain").register_birth()
+    response = api.post("/api/sweeps", json=user_spec())
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        "trainer: 'twolayer' is not installed on worker(s) w-plain, which would take some of "
+        "its trials: install it there too, or stop them"
+    ]
+
+
+def test_workers_that_declare_a_trainer_differently_are_refused(
+    api: TestClient, redis: Redis
+) -> None:
+    advertise(redis, "w-one")
+    other = {**Declaration.of("twolayer", example_trainer()).to_json(), "version": "2"}
+    make_worker(redis, ["hpsearch"], name="w-two", trainers=[other]).register_birth()
+    response = api.post("/api/sweeps", json=user_spec())
+    assert response.status_code == 422
+    assert "(w-one: 1, w-two: 2)" in response.json()["detail"]

@@ -6,16 +6,20 @@ exactly."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from redis import Redis
+from redis.exceptions import RedisError
 
 from core.contract import Declaration
 from core.data import load_dataset
@@ -40,6 +44,7 @@ ENV = {
     "HPSEARCH_TRAINERS": ",".join([EXAMPLE, *([TORCH_EXAMPLE] if HAS_TORCH else [])]),
     "PYTHONPATH": os.pathsep.join(map(str, [EXAMPLE_DIR, TORCH_DIR])),
 }
+KILL_AT = 40  # epochs: past the first checkpoint, written a second in
 DATABASES = ["sqlite", "postgresql"] if os.environ.get("HPSEARCH_TEST_DATABASE_URL") else ["sqlite"]
 
 
@@ -50,6 +55,31 @@ def system(
     root = tmp_path_factory.mktemp(f"user-trainer-{request.param}")
     with running_system(root, request.param, worker_env=ENV) as running:
         yield running
+
+
+class StartedEvents(threading.Thread):
+    """The STARTED events workers send, as Redis's MONITOR sees them go by (the master
+    deletes events from the stream once it has applied them)."""
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__(daemon=True)
+        self.redis = Redis.from_url(redis_url)
+        self.seen: list[dict[str, Any]] = []
+
+    def run(self) -> None:
+        try:
+            with self.redis.monitor() as monitor:
+                while True:
+                    command = monitor.next_command()["command"]
+                    if command.startswith("XADD") and '"kind": "started"' in command:
+                        self.seen.append(json.loads(command[command.index('{"kind"') :]))
+        except (RedisError, ValueError, TypeError):
+            return  # Redis stopped with the system, or a command this does not read
+
+    def of(self, trial_id: int, attempt: int) -> dict[str, Any] | None:
+        return next(
+            (e for e in self.seen if (e["trial_id"], e["attempt"]) == (trial_id, attempt)), None
+        )
 
 
 def user_spec(name: str, **changes: Any) -> dict[str, Any]:
@@ -134,20 +164,30 @@ def test_a_user_trainer_sweep_runs_coarse_to_fine_and_is_scored_ensembled_and_pr
     before_sweep, before = ranked_rows(system.database_url, sweep_id)
     after_sweep, after = ranked_rows(url, sweep_id)
     assert after == before and after_sweep["spec"]["trainer"] == "twolayer"
+    record = system.checkpoints / f"sweep{sweep_id:06d}" / "sweep.json"
+    record.rename(record.with_suffix(".away"))  # the spec is then what the trials tell
+    try:
+        bare = f"sqlite:///{tmp_path / 'bare.db'}"
+        assert hpsearch("reindex", str(system.checkpoints), "--database-url", bare).returncode == 0
+    finally:
+        record.with_suffix(".away").rename(record)
+    bare_sweep, bare_rows = ranked_rows(bare, sweep_id)
+    assert bare_rows == before and bare_sweep["spec"]["trainer"] == "twolayer"
 
 
 def test_a_sweep_naming_a_trainer_no_worker_has_is_refused(system: System) -> None:
     code, body = system.post("/api/sweeps", user_spec("unknown", trainer="my-cnn"))
     assert code == 422
-    assert "'my-cnn' is no trainer of a live worker (known: mlp, twolayer)" in body["detail"]
+    known = "mlp, digits-cnn, twolayer" if HAS_TORCH else "mlp, twolayer"
+    assert f"'my-cnn' is no trainer of a live worker (known: {known})" in body["detail"]
 
 
 @pytest.mark.parametrize(
     ("trainer", "fixed", "epochs"),
     [
-        # About 5 s each here: the kill lands mid-trial.
+        # About 5 s each here: the kill lands mid-trial, past its first checkpoint.
         ("twolayer", {"learning_rate": 1e-3, "hidden_size": 256, "batch_size": 10}, 150),
-        pytest.param("digits-cnn", {"learning_rate": 1e-3, "channels": 8}, 60, marks=needs_torch),
+        pytest.param("digits-cnn", {"learning_rate": 1e-3, "channels": 8}, 80, marks=needs_torch),
     ],
 )
 def test_a_user_trainer_whose_worker_is_killed_resumes_elsewhere_exactly(
@@ -162,9 +202,11 @@ def test_a_user_trainer_whose_worker_is_killed_resumes_elsewhere_exactly(
 
     def some_epochs_done() -> dict[str, Any] | None:
         trials = system.trials(sweep_id)
-        return trials[0] if trials and trials[0]["epochs_done"] >= 10 else None
+        return trials[0] if trials and trials[0]["epochs_done"] >= KILL_AT else None
 
-    trial = wait_for(some_epochs_done, 60, "the trial's 10th epoch")
+    started = StartedEvents(system.redis_server.url)
+    started.start()
+    trial = wait_for(some_epochs_done, 60, f"the trial's {KILL_AT}th epoch")
     victim = trial["worker"]
     system.workers[victim].send_signal(signal.SIGKILL)
     system.workers[victim].wait()
@@ -176,6 +218,9 @@ def test_a_user_trainer_whose_worker_is_killed_resumes_elsewhere_exactly(
     detail = system.get(f"/api/trials/{trial['id']}")
     assert detail["status"] == "finished" and detail["attempts"] >= 2
     assert detail["worker"] != victim
+    # It went on from a checkpoint of the killed attempt (one is written every second).
+    second = wait_for(lambda: started.of(trial["id"], 2), 10, "attempt 2's start")
+    assert second["data"]["resumed_from_epoch"] > 0, second
     # The same trial trained here without interruption gives the very same numbers.
     cls = example_trainer(trainer)
     resolved = Declaration.of(trainer, cls).resolve(detail["hyperparameters"])

@@ -4,17 +4,22 @@ of any trainer the worker's operator did not install."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from redis import Redis
 
 from core.checkpoint import parse_checkpoint_name, read_summary
+from core.data import load_dataset
 from core.messages import EnsembleJob, EventKind, TrialJob
+from core.run_checkpoint import load_run_checkpoint
 from dashboard.weights import NoImage, describe_first_layer, first_layer_png
-from tests.trainers import EXAMPLE, EXAMPLE_DIR, explodes_at_iteration_1
+from tests.trainers import EXAMPLE, EXAMPLE_DIR, example_trainer, explodes_at_iteration_1
 from tests.worker.test_jobs import events
+from worker import lifecycle
 from worker.ensembles import evaluate
 from worker.jobs import run_trial
 from worker.settings import WorkerSettings
@@ -75,11 +80,13 @@ def test_a_user_trainer_reports_every_epoch_and_keeps_named_checkpoints(
     assert summary["extra"]["trial"]["trainer"] == "twolayer"
 
 
-@pytest.mark.parametrize("name", ["os:system", "tests.trainers:ScriptedTrainer", "mlp2"])
+@pytest.mark.parametrize("name", ["os:system", "json.tool:main", "mlp2"])
 def test_a_trainer_the_worker_was_not_given_is_refused_and_nothing_imported(
     redis: Redis, worker_env: Path, name: str
 ) -> None:
+    sys.modules.pop("json.tool", None)
     outcome = run_trial(user_job(trainer=name))
+    assert "json.tool" not in sys.modules
     assert outcome["status"] == "failed"
     assert f"trainer {name!r} is not installed on this worker" in outcome["reason"]
     assert "(it has: mlp, failing, scripted, twolayer)" in outcome["reason"]
@@ -115,10 +122,20 @@ def test_a_user_trainer_whose_cost_triples_explodes_at_iteration_1(
     assert "at iteration 1 is 3.05x the first cost" in outcome["reason"]
 
 
+def epoch_rows(redis: Redis) -> dict[float, tuple[Any, ...]]:
+    """Epoch -> what its EPOCH event says of the training (not of the files)."""
+    return {
+        e.data["epoch"]: (e.data["loss"], e.data["cost"], e.data["train_acc"], e.data["val_acc"])
+        for e in events(redis)
+        if e.kind is EventKind.EPOCH
+    }
+
+
 def test_a_promoted_user_trial_goes_on_from_its_parents_checkpoint_exactly(
     redis: Redis, worker_env: Path
 ) -> None:
     straight = run_trial(user_job(trial_id=50, num_epochs=5, stage_index=2))
+    reference = epoch_rows(redis)
     parent = run_trial(user_job(trial_id=51, num_epochs=2))
     redis.flushall()
     child = run_trial(
@@ -126,10 +143,53 @@ def test_a_promoted_user_trial_goes_on_from_its_parents_checkpoint_exactly(
     )
     started = next(e for e in events(redis) if e.kind is EventKind.STARTED)
     assert started.data["resumed_from_epoch"] == 2.0
-    epochs = [e.data for e in events(redis) if e.kind is EventKind.EPOCH]
-    assert [e["epoch"] for e in epochs] == [3.0, 4.0, 5.0]
-    assert child["val_acc"] == straight["val_acc"]
+    trained = epoch_rows(redis)
+    assert list(trained) == [3.0, 4.0, 5.0]
+    assert trained == {k: reference[k] for k in (3.0, 4.0, 5.0)}  # every cost, bit for bit
     assert child["best_val_acc"] == straight["best_val_acc"]
+
+
+def test_a_user_trial_shut_down_mid_epoch_resumes_from_its_checkpoint_exactly(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_trial(user_job(trial_id=80, keep_checkpoints="all"))
+    reference = epoch_rows(redis)
+    redis.flushall()
+    cls = example_trainer()
+    original = cls.train_step
+
+    def step_then_shut_down(self: Any, X: Any, y: Any, epoch: float) -> float:
+        cost: float = original(self, X, y, epoch)
+        if epoch >= 1.5:  # as a SIGTERM half-way through the second epoch would
+            lifecycle.SHUTTING_DOWN.set()
+        return cost
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cls, "train_step", step_then_shut_down)
+        try:
+            outcome = run_trial(user_job(trial_id=81, keep_checkpoints="all"))
+        finally:
+            lifecycle.SHUTTING_DOWN.clear()
+    assert outcome["status"] == "interrupted", outcome
+    redis.flushall()
+    resumed = run_trial(user_job(trial_id=81, keep_checkpoints="all", attempt=2))
+    assert resumed["status"] == "finished"
+    started = next(e for e in events(redis) if e.kind is EventKind.STARTED)
+    assert 1.5 < started.data["resumed_from_epoch"] < 2.0  # from its mid-epoch checkpoint
+    assert epoch_rows(redis) == reference  # every epoch's costs and accuracies
+
+
+def test_a_checkpoint_of_another_version_of_the_trainer_is_not_resumed(
+    redis: Redis, worker_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_trial(user_job(trial_id=90, num_epochs=2))
+    monkeypatch.setattr(example_trainer(), "version", "2")
+    redis.flushall()
+    rerun = run_trial(user_job(trial_id=90, num_epochs=2, attempt=2))
+    assert rerun["status"] == "finished"
+    started = next(e for e in events(redis) if e.kind is EventKind.STARTED)
+    assert started.data["resumed_from_epoch"] == 0.0  # trained again, by version 2
+    assert read_summary(worker_env / rerun["checkpoints"][-1])["trainer"]["version"] == "2"
 
 
 def test_an_ensemble_of_user_trainer_checkpoints_averages_their_probabilities(
@@ -147,6 +207,17 @@ def test_an_ensemble_of_user_trainer_checkpoints_averages_their_probabilities(
         assert member.val_acc == pytest.approx(parse_checkpoint_name(path).val_acc, abs=5e-5)
     assert all(m.average_val_acc is None for m in result.members)  # it keeps no average
     assert [p.k for p in result.curve] == [1, 2, 3]
+    # The curve is the members' probabilities averaged, as the trainers give them here.
+    data = load_dataset("digits")
+    trainers = {"twolayer": example_trainer()}
+    probabilities = [
+        load_run_checkpoint(worker_env / m, trainers).trainer.probabilities(data.X_val)
+        for m in members
+    ]
+    for k in (2, 3):
+        averaged = np.mean(probabilities[:k], axis=0)
+        expected = float(np.mean(np.argmax(averaged, axis=1) == data.y_val))
+        assert result.curve[k - 1].val_acc == expected
     assert result.curve[-1].test_acc is not None
 
 
