@@ -32,6 +32,8 @@ a user's own model is any class that keeps this contract:
         def learning_rate(self, epoch: float) -> float: ...  # the rate train_step used
         def update_ratios(self) -> dict[str, float]: ...  # ||update|| / ||w|| per parameter
         def first_layer_weights(self) -> (D, units): ...  # drawn as images if X rows are
+        def hidden_activations(self, X) -> [(N, units), ...]:  # ReLU outputs per hidden layer
+            # (test mode), drawn as the built-in net's are: distributions and dead units
 
 The worker runs the loop around it (core.run): it draws every epoch's batch order, calls
 train_step once per iteration, ends the run as exploded as soon as a cost is not finite

@@ -24,6 +24,7 @@ import numpy as np
 
 from core.contract import Problem, Trainer, TrainerError
 from core.data import Dataset
+from core.distributions import PROBE_ROWS, layer_statistics
 from core.state import Explosion, History, TrainStatus
 from core.trainer import ContinuationError, continued_total, iterations_per_epoch, train_probe
 
@@ -241,6 +242,7 @@ def record_epoch(
     history.average_val_acc.append(math.nan)  # a user's trainer keeps no running average
     last = (state.iteration - 1) / state.iterations_per_epoch  # where the last step was
     history.lr.append(_reported(name, trainer, "learning_rate", last))
+    _record_activations(trainer, name, probe[0], history)
     ratios = getattr(trainer, "update_ratios", None)
     if callable(ratios):
         reported = call(name, "update_ratios", lambda: _ratios(ratios()))
@@ -253,6 +255,26 @@ def record_epoch(
     if val_acc > state.best_val_acc:
         state.best_val_acc = val_acc
         state.best_epoch = state.epoch
+
+
+def _record_activations(trainer: Trainer, name: str, X: np.ndarray, history: History) -> None:
+    """The optional hidden_activations(X): each hidden layer's ReLU outputs (rows, units)
+    on the probe's first rows, kept as the built-in net's are (core.distributions)."""
+    method = getattr(trainer, "hidden_activations", None)
+    if not callable(method):
+        return
+    rows = read_only(X[:PROBE_ROWS])
+    layers = call(name, "hidden_activations", lambda: [np.asarray(a) for a in method(rows)])
+    for k, layer in enumerate(layers, start=1):
+        if layer.ndim != 2 or len(layer) != len(rows) or layer.dtype.kind not in "fiu":
+            raise TrainerError(
+                f"trainer {name}: hidden_activations returned layer {k} as {layer.dtype} "
+                f"{layer.shape}, not numbers of ({len(rows)}, units)"
+            )
+    shares, dead = layer_statistics(layers)
+    for layer_name, layer_shares in shares.items():
+        history.activations.setdefault(layer_name, []).append(layer_shares)
+        history.dead_units.setdefault(layer_name, []).append(dead[layer_name])
 
 
 def _ratios(reported: Any) -> dict[str, float]:

@@ -26,7 +26,7 @@ from dashboard.weights import NoImage, describe_first_layer
 from master.diagnoses import trial_findings
 from master.evaluating import best_checkpoint as best_epoch_file
 from master.evaluating import trial_lookup
-from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, Trial, TrialStatus
+from master.models import MAX_ID, Ensemble, Sweep, SweepStatus, Trial, TrialEpoch, TrialStatus
 from master.schemas import WorkerPublic
 from master.settings import redact_url
 from master.sweeps import get_sweep, get_trial
@@ -164,10 +164,11 @@ def read_trial(
         best = best_checkpoint(trial.checkpoints)
         weights_note = None if part else _weights_note(dashboard.settings.checkpoint_dir, trial)
         builtin = sweep is None or sweep.spec.get("trainer", BUILTIN) == BUILTIN
-        # A user trainer reports no per-layer distributions: no plots for them.
-        default = TrainConfig().hidden_sizes if builtin else ()
-        hidden = trial.hyperparameters.get("hidden_sizes") if builtin else None
-        hidden = hidden or default
+        if builtin:
+            hidden = trial.hyperparameters.get("hidden_sizes") or TrainConfig().hidden_sizes
+            layers = [f"layer{i}" for i in range(1, len(hidden) + 1)]
+        else:  # the layers a user trainer reports, if it reports any
+            layers = reported_layers(session, trial.id)
         # A promoted trial whose best epoch is its parent's: that file is the parent's.
         best_file = best_epoch_file(trial, trial_lookup(session))
         inherited = None
@@ -185,11 +186,23 @@ def read_trial(
             checkpoints=[PurePosixPath(p).name for p in trial.checkpoints],
             best_checkpoint=PurePosixPath(best).name if best else None,
             inherited_best=inherited,
-            layers=[f"layer{i}" for i in range(1, len(hidden) + 1)],
+            layers=layers,
             probe_rows=PROBE_ROWS,
             findings=trial_findings(trial),
             weights=weights_note,
         )
+
+
+def reported_layers(session: Session, trial_id: int) -> list[str]:
+    """The hidden layers whose activations a trial's latest epoch recorded."""
+    latest = session.scalar(
+        select(TrialEpoch.distributions)
+        .where(TrialEpoch.trial_id == trial_id)
+        .order_by(TrialEpoch.epoch.desc())
+        .limit(1)
+    )
+    activations = (latest or {}).get("activations") or {}
+    return sorted(activations, key=lambda name: int(name.removeprefix("layer") or 0))
 
 
 def _weights_note(root: Path, trial: Trial) -> dict[str, Any]:

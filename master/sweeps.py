@@ -337,7 +337,9 @@ def promotion(trials: Sequence[R], count: int) -> list[R]:
 
 # Errors that every trial of a sweep would meet: the same one from the first trials means
 # the sweep cannot work (a dataset that does not load, a setting core refuses).
-SWEEP_ERRORS = ("DatasetError:", "ConfigError:")
+# A user trainer that breaks its contract, or that the worker does not have, fails every
+# trial alike too (core.contract.TrainerError, worker.trainers.UnknownTrainer).
+SWEEP_ERRORS = ("DatasetError:", "ConfigError:", "TrainerError:", "UnknownTrainer:")
 FAIL_FAST_TRIALS = 3  # ... once this many trials (or the whole first stage) failed alike
 
 

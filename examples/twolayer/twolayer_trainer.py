@@ -59,6 +59,9 @@ class TwoLayerTrainer:
     def first_layer_weights(self) -> np.ndarray:  # optional: the dashboard draws them
         return self.net.params["W1"]
 
+    def hidden_activations(self, X: np.ndarray) -> list[np.ndarray]:  # optional, likewise
+        return [np.maximum(0, X @ self.net.params["W1"] + self.net.params["b1"])]
+
     def state(self) -> dict[str, np.ndarray]:
         arrays = {f"params/{k}": w for k, w in self.net.params.items()}
         arrays.update({f"m/{k}": m for k, m in self.m.items()})

@@ -234,3 +234,15 @@ def test_first_layer_weights_of_the_wrong_shape_are_an_error_naming_the_trainer(
     trainer, state = start(FlatWeights, digits, {}, epochs=1)
     with pytest.raises(TrainerError, match=r"first_layer_weights returned float64 \(64,\), not"):
         run_checkpoint_arrays(trainer, state, problem_of(digits))
+
+
+def test_hidden_activations_of_the_wrong_shape_are_an_error_naming_the_trainer(
+    digits: Dataset,
+) -> None:
+    class OneRowShort(ScriptedTrainer):
+        def hidden_activations(self, X: np.ndarray) -> list[np.ndarray]:
+            return [np.ones((len(X) - 1, 8))]
+
+    trainer, state = start(OneRowShort, digits, {}, epochs=1)
+    with pytest.raises(TrainerError, match=r"hidden_activations returned layer 1 as float64 "):
+        run(trainer, digits, state)

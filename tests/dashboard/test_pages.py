@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from dashboard.app import create_app
 from master.models import (
@@ -16,6 +17,7 @@ from master.models import (
     Sweep,
     SweepStatus,
     Trial,
+    TrialEpoch,
     TrialStatus,
 )
 from master.settings import Settings
@@ -368,3 +370,26 @@ def test_a_stage_after_a_rung_of_two_says_it_trains_on_from_both(board: Board) -
     page = html.unescape(board.client.get(f"/sweeps/{sweep_id}").text)
     assert "8 trained on from stages 0-1" in page
     assert "2 trained on from stage 2" in page
+
+
+def test_a_user_trainers_trial_shows_the_layers_it_reported(board: Board) -> None:
+    """A user trainer's hyperparameters may name anything (hidden_sizes as an int here):
+    the activation plots are those of the layers its epochs recorded, or none."""
+    shares = [1.0] + [0.0] * 9
+    with board.db.writing() as session:
+        sweep = session.get_one(Sweep, board.sweep_id)
+        sweep.spec = {**sweep.spec, "trainer": "twolayer"}
+        reporting, silent = (session.get_one(Trial, t) for t in board.trials[:2])
+        for trial in (reporting, silent):
+            trial.hyperparameters = {"hidden_sizes": 64, "reg": "l2"}
+        latest = session.scalars(
+            select(TrialEpoch).where(TrialEpoch.trial_id == reporting.id, TrialEpoch.epoch == 2.0)
+        ).one()
+        latest.distributions = {"activations": {"layer1": shares, "layer2": shares}}
+    page = board.client.get(f"/trials/{board.trials[0]}")
+    assert page.status_code == 200, page.text
+    assert 'id="plot-activations-layer1"' in page.text
+    assert 'id="plot-activations-layer2"' in page.text
+    quiet = board.client.get(f"/trials/{board.trials[1]}")
+    assert quiet.status_code == 200, quiet.text
+    assert "plot-activations-" not in quiet.text

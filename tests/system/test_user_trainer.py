@@ -39,9 +39,11 @@ from tests.trainers import (
 )
 
 pytestmark = pytest.mark.slow
-# The workers have both examples where torch is installed (the torch extra), else the NumPy one.
+# The workers have both examples where torch is installed (the torch extra), else the NumPy
+# one; and a trainer that fails in setup (importable: workers run in the repository).
+FAILING = "failing=tests.trainers:FailingSetupTrainer"
 ENV = {
-    "HPSEARCH_TRAINERS": ",".join([EXAMPLE, *([TORCH_EXAMPLE] if HAS_TORCH else [])]),
+    "HPSEARCH_TRAINERS": ",".join([EXAMPLE, FAILING, *([TORCH_EXAMPLE] if HAS_TORCH else [])]),
     "PYTHONPATH": os.pathsep.join(map(str, [EXAMPLE_DIR, TORCH_DIR])),
 }
 KILL_AT = 40  # epochs: past the first checkpoint, written a second in
@@ -178,8 +180,24 @@ def test_a_user_trainer_sweep_runs_coarse_to_fine_and_is_scored_ensembled_and_pr
 def test_a_sweep_naming_a_trainer_no_worker_has_is_refused(system: System) -> None:
     code, body = system.post("/api/sweeps", user_spec("unknown", trainer="my-cnn"))
     assert code == 422
-    known = "mlp, digits-cnn, twolayer" if HAS_TORCH else "mlp, twolayer"
+    known = "mlp, digits-cnn, failing, twolayer" if HAS_TORCH else "mlp, failing, twolayer"
     assert f"'my-cnn' is no trainer of a live worker (known: {known})" in body["detail"]
+
+
+def test_a_sweep_whose_trainer_fails_every_trial_alike_fails_fast_with_the_reason(
+    system: System,
+) -> None:
+    spec = user_spec("failing", trainer="failing", fixed={}, space={})
+    spec["stages"] = [{"trials": 40, "epochs": 1}]
+    sweep = system.wait_until_done(system.submit(spec), 60)
+    assert sweep["status"] == "failed"
+    assert sweep["reason"].startswith("its first ")
+    assert sweep["reason"].endswith(
+        "trials failed alike: TrainerError: trainer failing: setup raised RuntimeError: "
+        "no GPU found"
+    )
+    statuses = {t["status"] for t in system.trials(sweep["id"])}
+    assert statuses <= {"failed", "stopped", "queued"} and "failed" in statuses
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,10 @@ def test_a_user_trainer_reports_every_epoch_and_keeps_named_checkpoints(
     assert [e["epoch"] for e in epochs] == [1.0, 2.0, 3.0]
     assert all(0.5 < e["val_acc"] <= 1 for e in epochs[1:])
     assert epochs[0]["average_val_acc"] is None  # it keeps no running average: not reported
+    # What it reports of itself: the rate it used, and its hidden layer's activations.
+    assert [e["learning_rate"] for e in epochs] == [3e-3, 3e-3 * 0.95, 3e-3 * 0.95**2]
+    assert set(epochs[-1]["distributions"]) == {"activations", "dead_units"}
+    assert len(epochs[-1]["distributions"]["activations"]["layer1"]) == 10  # the bins
     files = sorted((worker_env / "sweep000003" / "stage0").glob("*.npz"))
     assert outcome["checkpoints"] == [str(f.relative_to(worker_env)) for f in files]
     best = max(files, key=lambda f: parse_checkpoint_name(f).val_acc)
