@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "master.commands",
     "master.evaluation_cli",
     "worker.cli",
+    "worker.check_cli",
     "dashboard.cli",
 )
 

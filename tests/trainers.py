@@ -101,3 +101,22 @@ def explodes_at_iteration_1() -> str:
 
 
 NOT_FINITE = ",".join(["2.0", str(math.nan)])
+
+
+class UnsavedRngTrainer(ScriptedTrainer):
+    """Draws its costs from an RNG its state() leaves out: it resumes, but not exactly."""
+
+    def __init__(self, hp: dict[str, Any], problem: Problem, seed: int) -> None:
+        super().__init__(hp, problem, seed)
+        self.rng = np.random.default_rng(seed)
+
+    def train_step(self, X: np.ndarray, y: np.ndarray, epoch: float) -> Any:
+        self.steps += 1
+        return 1.0 + 0.1 * self.rng.random()
+
+
+class ScoresTrainer(ScriptedTrainer):
+    """Returns class scores where probabilities are due."""
+
+    def probabilities(self, X: np.ndarray) -> np.ndarray:
+        return np.ones((len(X), self.classes))
