@@ -35,13 +35,14 @@ from tests.trainers import (
     TORCH_DIR,
     TORCH_EXAMPLE,
     example_trainer,
+    explodes_at_iteration_1,
     needs_torch,
 )
 
 pytestmark = pytest.mark.slow
 # The workers have both examples where torch is installed (the torch extra), else the NumPy
 # one; and a trainer that fails in setup (importable: workers run in the repository).
-FAILING = "failing=tests.trainers:FailingSetupTrainer"
+FAILING = "failing=tests.trainers:FailingSetupTrainer,scripted=tests.trainers:ScriptedTrainer"
 ENV = {
     "HPSEARCH_TRAINERS": ",".join([EXAMPLE, FAILING, *([TORCH_EXAMPLE] if HAS_TORCH else [])]),
     "PYTHONPATH": os.pathsep.join(map(str, [EXAMPLE_DIR, TORCH_DIR])),
@@ -180,8 +181,25 @@ def test_a_user_trainer_sweep_runs_coarse_to_fine_and_is_scored_ensembled_and_pr
 def test_a_sweep_naming_a_trainer_no_worker_has_is_refused(system: System) -> None:
     code, body = system.post("/api/sweeps", user_spec("unknown", trainer="my-cnn"))
     assert code == 422
-    known = "mlp, digits-cnn, failing, twolayer" if HAS_TORCH else "mlp, failing, twolayer"
+    known = "mlp, failing, scripted, twolayer"
+    known = known.replace("mlp, ", "mlp, digits-cnn, ") if HAS_TORCH else known
     assert f"'my-cnn' is no trainer of a live worker (known: {known})" in body["detail"]
+
+
+def test_a_user_trainers_cost_over_3x_the_first_is_killed_at_iteration_1(system: System) -> None:
+    costs = {"dist": "choice", "values": [explodes_at_iteration_1(), "2.0,1.9,1.8"]}
+    spec = user_spec("exploding", trainer="scripted", fixed={}, space={"costs": costs})
+    spec["stages"] = [{"trials": 6, "epochs": 1}]
+    sweep = system.wait_until_done(system.submit(spec), 60)
+    assert sweep["status"] == "finished", sweep
+    trials = system.trials(sweep["id"])
+    exploded = [t for t in trials if t["hyperparameters"]["costs"] != "2.0,1.9,1.8"]
+    assert exploded and {t["status"] for t in exploded} == {"exploded"}
+    for trial in exploded:
+        assert trial["explosion"]["iteration"] == 1
+        assert trial["epochs_done"] == pytest.approx(1 / 23)  # one step of 23 counted
+        assert "at iteration 1 is 3.05x the first cost 2" in trial["reason"]
+    assert {t["status"] for t in trials if t not in exploded} == {"finished"}
 
 
 def test_a_sweep_whose_trainer_fails_every_trial_alike_fails_fast_with_the_reason(
