@@ -1,7 +1,8 @@
 """The trial page's plots, as Plotly figures: loss per iteration, train and validation
 accuracy per epoch, update:weight ratio per parameter with the notes' 1e-3 reference, and
 the per-layer distributions (core.distributions): each hidden layer's ReLU outputs over
-epochs as a heatmap, the share of dead units, and each weight matrix's gradient norm."""
+epochs as a heatmap, the share of dead units, and each weight matrix's gradient norm. A plot
+of what the trial's trainer does not report says so."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from dashboard.figures import Figure, layout, note_empty
 from dashboard.health import REFERENCE
 from master.diagnoses import per_epoch
 from master.models import TrialEpoch
+
+# Where a trial's trainer measures nothing of a plot's kind (a user trainer need not).
+NOT_REPORTED = "not reported by this trial's trainer"
 
 
 def trial_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
@@ -73,6 +77,8 @@ def trial_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
             ),
         },
     }
+    if epochs and not ratios:  # a user trainer may not measure them
+        note_empty({"plot-ratios": figures["plot-ratios"]}, NOT_REPORTED)
     figures.update(distribution_figures(epochs))
     if not epochs:
         note_empty(figures, "no epoch has ended yet")
@@ -96,6 +102,18 @@ def _series(epochs: Sequence[TrialEpoch], key: str) -> dict[str, list[Any]]:
     """One list per layer (or weight matrix) of the epochs' `key` statistics, None where an
     epoch has none (one recorded before distributions were)."""
     return per_epoch(epochs, lambda epoch: (epoch.distributions or {}).get(key))
+
+
+def _not_reported(title: str, y_title: str) -> Figure:
+    """A plot of what the trial's trainer does not report (a user's trainer need not)."""
+    figure: Figure = {
+        "data": [],
+        "layout": layout(
+            title, xaxis={"title": {"text": "epoch"}}, yaxis={"title": {"text": y_title}}
+        ),
+    }
+    note_empty({"plot": figure}, NOT_REPORTED)
+    return figure
 
 
 def distribution_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
@@ -125,6 +143,8 @@ def distribution_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
             ),
         }
     dead = _series(epochs, "dead_units")
+    if numbers and not dead:
+        figures["plot-dead"] = _not_reported("dead units", "share of units")
     if dead:
         traces: list[dict[str, Any]] = [
             {"type": "scatter", "mode": "lines+markers", "name": name, "x": numbers, "y": values}
@@ -140,6 +160,8 @@ def distribution_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
             ),
         }
     norms = _series(epochs, "grad_norm")
+    if numbers and not norms:
+        figures["plot-gradients"] = _not_reported("gradient norm per weight matrix", "|dW|")
     if norms:
         figures["plot-gradients"] = {
             "data": [

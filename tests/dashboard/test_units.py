@@ -164,3 +164,26 @@ def test_importance_finds_the_hyperparameter_that_explains_the_accuracy() -> Non
     assert [name for name, _ in ranked][0] == "learning_rate"
     assert dict(ranked)["learning_rate"] > 0.8 and abs(sum(dict(ranked).values()) - 1) < 1e-9
     assert importances(space, trials[: MIN_TRIALS_FOR_IMPORTANCE - 1], accuracy[:7]) == []
+
+
+def test_plots_of_what_a_trainer_does_not_report_say_so() -> None:
+    """A user trainer need not report ratios, activations or gradients: its plots say
+    "not reported", where the built-in net's are drawn."""
+    from dashboard.trial_figures import NOT_REPORTED, trial_figures
+    from master.models import TrialEpoch
+
+    silent = [
+        TrialEpoch(epoch=e, train_acc=0.5, val_acc=0.5, loss=[1.0], update_ratio={},
+                   distributions=None)
+        for e in (1.0, 2.0)
+    ]  # fmt: skip
+    figures = trial_figures(silent)
+    for plot in ("plot-ratios", "plot-dead", "plot-gradients"):
+        assert figures[plot]["layout"]["annotations"][0]["text"] == NOT_REPORTED, plot
+    assert "annotations" not in figures["plot-loss"]["layout"]
+    reporting = [
+        TrialEpoch(epoch=1.0, train_acc=0.5, val_acc=0.5, loss=[1.0], update_ratio={"W1": 1e-3},
+                   distributions={"dead_units": {"layer1": 0.1}, "grad_norm": {"W1": 0.2}})
+    ]  # fmt: skip
+    drawn = trial_figures(reporting)
+    assert all("annotations" not in drawn[p]["layout"] for p in ("plot-ratios", "plot-dead"))
