@@ -29,7 +29,7 @@ def trial_figures(epochs: Sequence[TrialEpoch]) -> dict[str, Figure]:
         {"type": "scatter", "mode": "lines+markers", "name": name, "x": epoch_numbers, "y": values}
         for name, values in ratios.items()
     ]
-    if epoch_numbers:
+    if epoch_numbers and ratios:
         name = f"{REFERENCE:.0e} (the notes' rule of thumb)"
         ratio_traces.append(reference_line(name, max(epoch_numbers), REFERENCE))
     figures: dict[str, Figure] = {
