@@ -1,8 +1,10 @@
 """The trainer contract: what a model must do for hpsearch to search it.
 
 A trainer is a class, registered by name on the worker (core.registry), never named by
-module path in a sweep. The built-in NumPy net is the trainer named `mlp` (core.trainer);
-a user's own model is any class that keeps this contract:
+module path in a sweep. The built-in NumPy net is the trainer named `mlp`; it keeps a loop of
+its own (core.trainer), which core.run mirrors for every other trainer, because its bit-exact
+results draw batch orders and dropout masks from one generator, where a user trainer owns
+its RNG. A user's own model is any class that keeps this contract:
 
     class MyTrainer:
         version = "1"                                  # kept with every checkpoint
