@@ -20,11 +20,15 @@ import numpy as np
 import pytest
 from redis import Redis
 from redis.exceptions import RedisError
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from core.contract import Declaration
 from core.data import load_dataset
+from core.messages import TrialJob
 from core.run import new_run, problem_of, run
 from core.run_checkpoint import build_trainer
+from master.queueing import JOB_FUNCTION
 from tests.servers import wait_for
 from tests.system.conftest import System, running_system
 from tests.system.test_evaluation import evaluated, finished_ensemble, ranked_rows
@@ -60,13 +64,14 @@ def system(
         yield running
 
 
-class StartedEvents(threading.Thread):
-    """The STARTED events workers send, as Redis's MONITOR sees them go by (the master
+class SentEvents(threading.Thread):
+    """The events of one kind workers send, as Redis's MONITOR sees them go by (the master
     deletes events from the stream once it has applied them)."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, kind: str) -> None:
         super().__init__(daemon=True)
         self.redis = Redis.from_url(redis_url)
+        self.marker = f'"kind": "{kind}"'
         self.seen: list[dict[str, Any]] = []
 
     def run(self) -> None:
@@ -74,7 +79,7 @@ class StartedEvents(threading.Thread):
             with self.redis.monitor() as monitor:
                 while True:
                     command = monitor.next_command()["command"]
-                    if command.startswith("XADD") and '"kind": "started"' in command:
+                    if command.startswith("XADD") and self.marker in command:
                         self.seen.append(json.loads(command[command.index('{"kind"') :]))
         except (RedisError, ValueError, TypeError):
             return  # Redis stopped with the system, or a command this does not read
@@ -240,7 +245,7 @@ def test_a_user_trainer_whose_worker_is_killed_resumes_elsewhere_exactly(
         trials = system.trials(sweep_id)
         return trials[0] if trials and trials[0]["epochs_done"] >= KILL_AT else None
 
-    started = StartedEvents(system.redis_server.url)
+    started = SentEvents(system.redis_server.url, "started")
     started.start()
     trial = wait_for(some_epochs_done, 60, f"the trial's {KILL_AT}th epoch")
     victim = trial["worker"]
@@ -270,3 +275,23 @@ def test_a_user_trainer_whose_worker_is_killed_resumes_elsewhere_exactly(
     assert [h["epoch"] for h in detail["history"]] == reference.epoch
     assert [h["val_acc"] for h in detail["history"]] == reference.val_acc
     assert [h["train_acc"] for h in detail["history"]] == reference.train_acc
+
+
+def test_a_worker_refuses_a_job_naming_a_trainer_it_does_not_have(system: System) -> None:
+    """A job written into Redis by anyone but the master (which refuses such a sweep): the
+    worker looks the name up among its trainers, imports nothing, and fails the trial."""
+    ended = SentEvents(system.redis_server.url, "ended")
+    ended.start()
+    job = TrialJob(
+        trial_id=999_999, sweep_id=999_999, stage_index=0, dataset="digits",
+        hyperparameters={}, num_epochs=1, seed=0, explode_factor=3.0, trainer="os:system",
+    )  # fmt: skip
+    queue = Queue("hpsearch", connection=system.redis, serializer=JSONSerializer)
+    queue.enqueue_call(JOB_FUNCTION, kwargs={"trials": [job.to_dict()]}, job_id="trials-999999-1")
+    event = wait_for(lambda: ended.of(999_999, 1), 30, "the worker's answer")
+    assert event["data"]["status"] == "failed"
+    assert (
+        "trainer 'os:system' is not installed on this worker (it has: mlp, "
+        in (event["data"]["reason"])
+    )
+    assert system.get("/api/health")["status"] == "ok"  # the master took it in its stride
