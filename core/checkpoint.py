@@ -22,10 +22,11 @@ import re
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -232,9 +233,23 @@ def write_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], durable: b
     return path
 
 
-def _state_to_dict(
-    state: TrainState, optim_scalars: dict[str, Any], history: dict[str, Any]
-) -> dict[str, Any]:
+class Progress(Protocol):
+    """How far a run is, as every trainer's loop keeps it: a TrainState, or core.run's
+    RunState."""
+
+    iterations_per_epoch: int
+    total_iterations: int
+    iteration: int
+    status: TrainStatus
+    initial_cost: float | None
+    explosion: Explosion | None
+    rng_state: dict[str, Any] | None
+    best_val_acc: float
+    best_epoch: float
+
+
+def progress_to_dict(state: Progress) -> dict[str, Any]:
+    """A run's progress as a checkpoint's JSON holds it (under "state"), for every trainer."""
     explosion = state.explosion
     return {
         "iterations_per_epoch": state.iterations_per_epoch,
@@ -244,10 +259,38 @@ def _state_to_dict(
         "initial_cost": state.initial_cost,
         "explosion": None if explosion is None else vars(explosion),
         "rng_state": state.rng_state,
-        "optim": optim_scalars,
-        "history": history,
         "best_val_acc": state.best_val_acc,
         "best_epoch": state.best_epoch,
+    }
+
+
+def progress_from_dict(
+    s: dict[str, Any], arrays: dict[str, np.ndarray], history: dict[str, Any]
+) -> dict[str, Any]:
+    """The inverse of progress_to_dict, with the batch order and the history: keyword
+    arguments of a TrainState or a RunState."""
+    return {
+        "iterations_per_epoch": s["iterations_per_epoch"],
+        "total_iterations": s["total_iterations"],
+        "iteration": s["iteration"],
+        "status": TrainStatus(s["status"]),
+        "initial_cost": s["initial_cost"],
+        "explosion": None if s["explosion"] is None else Explosion(**s["explosion"]),
+        "rng_state": s["rng_state"],
+        "order": arrays.get(ORDER_KEY),
+        "history": History.from_dict(history),
+        "best_val_acc": s["best_val_acc"],
+        "best_epoch": s["best_epoch"],
+    }
+
+
+def _state_to_dict(
+    state: TrainState, optim_scalars: dict[str, Any], history: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        **progress_to_dict(state),
+        "optim": optim_scalars,
+        "history": history,
         "average_every": state.average_every,
         "average_keep": state.average_keep,
     }
@@ -361,8 +404,26 @@ def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the model and training state a checkpoint holds."""
     path = Path(path)
-    meta, arrays = read_archive(path)
+    return rebuild_checkpoint(path, *read_archive(path))
+
+
+@contextmanager
+def damaged_file(path: Path) -> Iterator[None]:
+    """What a checkpoint's contents raise while it is rebuilt, as a CheckpointError naming
+    the file (one that is already a CheckpointError passes as it is)."""
     try:
+        yield
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from exc
+
+
+def rebuild_checkpoint(
+    path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> Checkpoint:
+    """The built-in net's checkpoint from its file's contents (read_archive)."""
+    with damaged_file(path):
         trainer = trainer_name(meta)
         if trainer != BUILTIN:
             raise CheckpointError(
@@ -375,10 +436,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 f"({', '.join(map(str, READABLE_FORMATS))})"
             )
         return _rebuild(meta, arrays)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from exc
 
 
 def trainer_name(meta: dict[str, Any]) -> str:
@@ -460,18 +517,8 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
         model.load_running_stats(groups[BATCHNORM])
     state = TrainState(
         config=config,
-        iterations_per_epoch=s["iterations_per_epoch"],
-        total_iterations=s["total_iterations"],
-        iteration=s["iteration"],
-        status=TrainStatus(s["status"]),
-        initial_cost=s["initial_cost"],
-        explosion=None if s["explosion"] is None else Explosion(**s["explosion"]),
-        rng_state=s["rng_state"],
-        order=arrays.get(ORDER_KEY),
+        **progress_from_dict(s, arrays, history),
         optim_config=optim_config,
-        history=History.from_dict(history),
-        best_val_acc=s["best_val_acc"],
-        best_epoch=s["best_epoch"],
         best_flat=(
             model.flat.copy()
             if s.get("best_is_params")

@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from core.checkpoint import CheckpointError, load_checkpoint, read_summary, trainer_name
-from core.contract import BUILTIN, Trainer
+from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from core.contract import Trainer
 from core.data import CIFAR10_TEST_BATCH, DatasetError, load_dataset, read_cifar_batch
 from core.model import FullyConnectedNet, Params
 from core.preprocessing import InputError, Preprocessing
 from core.run import checked_probabilities
-from core.run_checkpoint import load_run_checkpoint
+from core.run_checkpoint import RunCheckpoint, load_any_checkpoint
 
 # Which parameters of a checkpoint predict: the ones of the epoch it was written at (its
 # name's validation accuracy is theirs), or the running average the trainer keeps.
@@ -136,19 +136,26 @@ def load_predictor(
     """The model a checkpoint of any trainer holds, ready for raw inputs: the built-in
     net's (load_model), or a user trainer's, built by its class in `trainers`
     (core.registry)."""
-    if trainer_name(read_summary(path)) != BUILTIN:
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights: must be one of {', '.join(WEIGHTS)}, got {weights!r}")
-        return _trainer_model(path, weights, trainers or {})
-    return load_model(path, weights=weights, dataset=dataset)
+    _check_weights(weights)
+    loaded = load_any_checkpoint(path, trainers or {})
+    if isinstance(loaded, RunCheckpoint):
+        return _trainer_model(path, weights, loaded)
+    return _model(path, loaded, weights, dataset)
 
 
 def load_model(path: str | Path, *, weights: str = "epoch", dataset: str | None = None) -> Model:
     """The model a checkpoint of the built-in net holds, ready for raw inputs; `dataset`
     recovers the preprocessing of a checkpoint written before format 3."""
+    _check_weights(weights)
+    return _model(path, load_checkpoint(path), weights, dataset)
+
+
+def _check_weights(weights: str) -> None:
     if weights not in WEIGHTS:
         raise ValueError(f"weights: must be one of {', '.join(WEIGHTS)}, got {weights!r}")
-    checkpoint = load_checkpoint(path)
+
+
+def _model(path: str | Path, checkpoint: Checkpoint, weights: str, dataset: str | None) -> Model:
     preprocessing = checkpoint.preprocessing
     if preprocessing is None:
         preprocessing = _recovered_preprocessing(path, checkpoint.format, checkpoint.extra, dataset)
@@ -177,10 +184,9 @@ def load_ensemble(
     )
 
 
-def _trainer_model(path: str | Path, weights: str, trainers: Mapping[str, Any]) -> TrainerModel:
+def _trainer_model(path: str | Path, weights: str, run: RunCheckpoint) -> TrainerModel:
     if weights != "epoch":
         raise CheckpointError(f"{path}: a user trainer's checkpoint holds no running average")
-    run = load_run_checkpoint(path, trainers)
     if run.preprocessing is None:
         raise CheckpointError(f"{path}: holds no preprocessing of its inputs")
     return TrainerModel(

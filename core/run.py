@@ -26,7 +26,7 @@ from core.contract import Problem, Trainer, TrainerError
 from core.data import Dataset
 from core.distributions import PROBE_ROWS, layer_statistics
 from core.state import Explosion, History, TrainStatus
-from core.trainer import ContinuationError, continued_total, iterations_per_epoch, train_probe
+from core.trainer import ContinuationError, extend_run, iterations_per_epoch, train_probe
 
 RunCallback = Callable[[Trainer, "RunState"], None]
 
@@ -111,10 +111,8 @@ def continue_run(
             f"the checkpoint is of version {state.version} of trainer {state.trainer}, "
             f"this is version {version}"
         )
-    total = continued_total(state.status, state.iteration, state.iterations_per_epoch, num_epochs)
+    extend_run(state, num_epochs)
     state.num_epochs = num_epochs
-    state.total_iterations = total
-    state.status = TrainStatus.RUNNING if state.iteration < total else TrainStatus.FINISHED
     return state
 
 
@@ -233,15 +231,11 @@ def record_epoch(
     with np.errstate(all="ignore"):  # a run about to explode may overflow here
         train_acc = accuracy(name, trainer, probe[0], probe[1], classes)
         val_acc = accuracy(name, trainer, data.X_val, data.y_val, classes)
-    previous_end = round(history.epoch[-1] * state.iterations_per_epoch) if history.epoch else 0
-    epoch_costs = history.loss[previous_end : state.iteration]
-    history.epoch.append(state.epoch)
-    history.cost.append(sum(epoch_costs) / len(epoch_costs))
-    history.train_acc.append(train_acc)
-    history.val_acc.append(val_acc)
-    history.average_val_acc.append(math.nan)  # a user's trainer keeps no running average
     last = (state.iteration - 1) / state.iterations_per_epoch  # where the last step was
-    history.lr.append(_reported(name, trainer, "learning_rate", last))
+    lr = _reported(name, trainer, "learning_rate", last)
+    # A user's trainer keeps no running average: NaN, as JSON carries it, None.
+    per_epoch = state.iterations_per_epoch
+    history.end_epoch(state.iteration, per_epoch, train_acc, val_acc, math.nan, lr)
     _record_activations(trainer, name, probe[0], history)
     ratios = getattr(trainer, "update_ratios", None)
     if callable(ratios):
@@ -271,10 +265,7 @@ def _record_activations(trainer: Trainer, name: str, X: np.ndarray, history: His
                 f"trainer {name}: hidden_activations returned layer {k} as {layer.dtype} "
                 f"{layer.shape}, not numbers of ({len(rows)}, units)"
             )
-    shares, dead = layer_statistics(layers)
-    for layer_name, layer_shares in shares.items():
-        history.activations.setdefault(layer_name, []).append(layer_shares)
-        history.dead_units.setdefault(layer_name, []).append(dead[layer_name])
+    history.add_layers(*layer_statistics(layers))
 
 
 def _ratios(reported: Any) -> dict[str, float]:

@@ -27,18 +27,21 @@ from core.checkpoint import (
     LOSS_KEY,
     MEAN_KEY,
     META_KEY,
-    ORDER_KEY,
     STD_KEY,
+    Checkpoint,
     CheckpointError,
+    damaged_file,
+    progress_from_dict,
+    progress_to_dict,
     read_archive,
+    rebuild_checkpoint,
     run_arrays,
     trainer_name,
     unpack_history,
 )
-from core.contract import Problem, Trainer, TrainerError
+from core.contract import BUILTIN, Problem, Trainer, TrainerError
 from core.preprocessing import Preprocessing
 from core.run import RunState, call
-from core.state import Explosion, History, TrainStatus
 
 log = logging.getLogger(__name__)
 TRAINER_PREFIX = "trainer/"
@@ -101,7 +104,6 @@ def run_checkpoint_arrays(
     order = None if state.order is None else state.order.copy() if copy else state.order
     shared, layout, unpacked = run_arrays(state.history, order, preprocessing)
     arrays.update(shared)
-    explosion = state.explosion
     meta = {
         "format": FORMAT_VERSION,
         "trainer": {"name": state.trainer, "version": state.version},
@@ -115,20 +117,12 @@ def run_checkpoint_arrays(
         # As core.checkpoint lays out the built-in net's, so that read_summary and reindex
         # read both alike.
         "state": {
+            **progress_to_dict(state),
             "seed": state.seed,
             "explode_factor": state.explode_factor,
             "num_epochs": state.num_epochs,
-            "iterations_per_epoch": state.iterations_per_epoch,
-            "total_iterations": state.total_iterations,
-            "iteration": state.iteration,
-            "status": state.status.value,
-            "initial_cost": state.initial_cost,
-            "explosion": None if explosion is None else vars(explosion),
-            "rng_state": state.rng_state,
             "history": unpacked,
             "history_layout": layout,
-            "best_val_acc": state.best_val_acc,
-            "best_epoch": state.best_epoch,
         },
         "extra": extra or {},
     }
@@ -141,8 +135,26 @@ def load_run_checkpoint(path: str | Path, trainers: Mapping[str, Any]) -> RunChe
     the file records in `trainers` (core.registry); CheckpointError naming the file, or the
     trainer that is not installed."""
     path = Path(path)
+    return rebuild_run_checkpoint(path, *read_archive(path), trainers)
+
+
+def load_any_checkpoint(
+    path: str | Path, trainers: Mapping[str, Any]
+) -> Checkpoint | RunCheckpoint:
+    """A checkpoint of whichever trainer wrote it, its file read once: the built-in net's
+    (core.checkpoint), or a user trainer's, built by its class in `trainers`."""
+    path = Path(path)
     meta, arrays = read_archive(path)
-    try:
+    if trainer_name(meta) == BUILTIN:
+        return rebuild_checkpoint(path, meta, arrays)
+    return rebuild_run_checkpoint(path, meta, arrays, trainers)
+
+
+def rebuild_run_checkpoint(
+    path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], trainers: Mapping[str, Any]
+) -> RunCheckpoint:
+    """A user trainer's checkpoint from its file's contents (read_archive)."""
+    with damaged_file(path):
         name = trainer_name(meta)
         if name not in trainers:
             raise CheckpointError(
@@ -150,10 +162,6 @@ def load_run_checkpoint(path: str | Path, trainers: Mapping[str, Any]) -> RunChe
                 f"(installed: {', '.join(sorted(trainers)) or 'none'})"
             )
         return _rebuild(meta, arrays, trainers[name])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from exc
 
 
 def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray], cls: Any) -> RunCheckpoint:
@@ -186,17 +194,7 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray], cls: Any) -> R
         seed=int(s["seed"]),
         explode_factor=float(s["explode_factor"]),
         num_epochs=float(s["num_epochs"]),
-        iterations_per_epoch=int(s["iterations_per_epoch"]),
-        total_iterations=int(s["total_iterations"]),
-        iteration=int(s["iteration"]),
-        status=TrainStatus(s["status"]),
-        initial_cost=s["initial_cost"],
-        explosion=None if s["explosion"] is None else Explosion(**s["explosion"]),
-        rng_state=s["rng_state"],
-        order=arrays.get(ORDER_KEY),
-        history=History.from_dict(history),
-        best_val_acc=float(s["best_val_acc"]),
-        best_epoch=float(s["best_epoch"]),
+        **progress_from_dict(s, arrays, history),
     )
     own = {
         key.removeprefix(TRAINER_PREFIX): array

@@ -64,6 +64,32 @@ class History:
     dead_units: dict[str, list[float]] = field(default_factory=dict)
     grad_norm: dict[str, list[float]] = field(default_factory=dict)
 
+    def end_epoch(
+        self,
+        iteration: int,
+        per_epoch: int,
+        train_acc: float,
+        val_acc: float,
+        average_val_acc: float,
+        lr: float,
+    ) -> None:
+        """Record an epoch that ended at `iteration`: its metrics, and the mean cost of its
+        iterations (those since the last end)."""
+        previous_end = round(self.epoch[-1] * per_epoch) if self.epoch else 0
+        epoch_costs = self.loss[previous_end:iteration]
+        self.epoch.append(iteration / per_epoch)
+        self.cost.append(sum(epoch_costs) / len(epoch_costs))
+        self.train_acc.append(train_acc)
+        self.val_acc.append(val_acc)
+        self.average_val_acc.append(average_val_acc)
+        self.lr.append(lr)
+
+    def add_layers(self, shares: dict[str, list[float]], dead: dict[str, float]) -> None:
+        """An epoch's per-layer statistics (core.distributions.layer_statistics)."""
+        for name, layer_shares in shares.items():
+            self.activations.setdefault(name, []).append(layer_shares)
+            self.dead_units.setdefault(name, []).append(dead[name])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "loss": self.loss,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -75,29 +75,34 @@ def continue_to(state: TrainState, config: TrainConfig) -> TrainState:
     that epoch on a new batch order). Only num_epochs may differ from the saved config."""
     if state.config.replace(num_epochs=config.num_epochs) != config:
         raise ContinuationError("the checkpoint was trained with other hyperparameters")
-    total = continued_total(state.status, state.iteration, state.iterations_per_epoch, config)
+    extend_run(state, config.num_epochs)
     state.config = config
-    state.total_iterations = total
-    state.status = TrainStatus.RUNNING if state.iteration < total else TrainStatus.FINISHED
     return state
 
 
-def continued_total(
-    status: TrainStatus, iteration: int, per_epoch: int, config: TrainConfig | float
-) -> int:
-    """The iterations a run that ended at `iteration` trains in all once continued to
-    `config`'s num_epochs (or that many epochs); ContinuationError says why it cannot go on.
-    Shared by core.run for a user trainer's runs."""
-    num_epochs = config.num_epochs if isinstance(config, TrainConfig) else config
+class Extendable(Protocol):
+    """What extend_run reads and sets: a TrainState, or core.run's RunState."""
+
+    status: TrainStatus
+    iteration: int
+    iterations_per_epoch: int
+    total_iterations: int
+
+
+def extend_run(state: Extendable, num_epochs: float) -> None:
+    """Make a saved run go on to `num_epochs` in all (its total iterations and status);
+    ContinuationError says why it cannot. Shared by core.run for a user trainer's runs."""
+    per_epoch, iteration = state.iterations_per_epoch, state.iteration
     epoch = iteration / per_epoch
-    if status not in (TrainStatus.RUNNING, TrainStatus.FINISHED):
-        raise ContinuationError(f"the checkpoint's run ended {status.value}")
+    if state.status not in (TrainStatus.RUNNING, TrainStatus.FINISHED):
+        raise ContinuationError(f"the checkpoint's run ended {state.status.value}")
     if iteration % per_epoch:
         raise ContinuationError(f"the checkpoint ends within an epoch ({epoch:g})")
     total = max(1, round(num_epochs * per_epoch))
     if total < iteration:
         raise ContinuationError(f"num_epochs: {num_epochs:g} is fewer than the {epoch:g} trained")
-    return total
+    state.total_iterations = total
+    state.status = TrainStatus.RUNNING if iteration < total else TrainStatus.FINISHED
 
 
 def build_model(config: TrainConfig, data: Dataset) -> FullyConnectedNet:
@@ -284,19 +289,12 @@ def record_epoch(
     val_acc = model.accuracy(data.X_val, data.y_val)
     average = model.views(state.running_average(model.flat))
     average_val_acc = model.accuracy(data.X_val, data.y_val, params=average)
-    previous_end = round(history.epoch[-1] * state.iterations_per_epoch) if history.epoch else 0
-    epoch_costs = history.loss[previous_end : state.iteration]
-    history.epoch.append(state.epoch)
-    history.cost.append(sum(epoch_costs) / len(epoch_costs))
-    history.train_acc.append(train_acc)
-    history.val_acc.append(val_acc)
-    history.average_val_acc.append(average_val_acc)
-    history.lr.append(lr)
+    history.end_epoch(
+        state.iteration, state.iterations_per_epoch, train_acc, val_acc, average_val_acc, lr
+    )
     for name, ratio in ratios.items():
         history.update_ratio.setdefault(name, []).append(ratio)
-    for name, layer_shares in shares.items():
-        history.activations.setdefault(name, []).append(layer_shares)
-        history.dead_units.setdefault(name, []).append(dead[name])
+    history.add_layers(shares, dead)
     for name, norm in (grad_norms or {}).items():
         history.grad_norm.setdefault(name, []).append(norm)
     if val_acc > state.best_val_acc:

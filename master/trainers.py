@@ -27,22 +27,30 @@ def advertised_trainers(redis: Redis) -> dict[str, dict[str, Declaration | None]
     """Trainer name -> {worker name: its declaration, or None where that worker lacks it},
     for every user trainer a live worker has."""
     workers = {
-        worker.name: {d.name: d for d in worker_trainers(redis, worker)}
-        for worker in Worker.all(connection=redis)
+        name: {d.name: d for d in declared}
+        for name, declared in workers_trainers(redis, Worker.all(connection=redis)).items()
     }
     names = sorted({name for has in workers.values() for name in has})
     return {name: {w: has.get(name) for w, has in sorted(workers.items())} for name in names}
 
 
-def worker_trainers(redis: Redis, worker: BaseWorker) -> list[Declaration]:
-    """The user trainers one worker advertises (none if it advertises nothing readable)."""
-    raw = redis.hget(worker.key, TRAINERS_FIELD)
+def workers_trainers(redis: Redis, workers: list[BaseWorker]) -> dict[str, list[Declaration]]:
+    """Worker name -> the user trainers it advertises (none if nothing readable), read in
+    one round trip however many workers there are."""
+    with redis.pipeline(transaction=False) as pipe:
+        for worker in workers:
+            pipe.hget(worker.key, TRAINERS_FIELD)
+        replies = pipe.execute()
+    return {w.name: _declarations(w.name, raw) for w, raw in zip(workers, replies, strict=True)}
+
+
+def _declarations(worker: str, raw: bytes | None) -> list[Declaration]:
     if not raw:
         return []
     try:
         return [Declaration.from_json(data) for data in json.loads(raw)]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("worker %s advertises unreadable trainers: %s", worker.name, exc)
+        log.warning("worker %s advertises unreadable trainers: %s", worker, exc)
         return []
 
 

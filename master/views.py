@@ -10,7 +10,7 @@ from rq.worker import BaseWorker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.contract import BUILTIN
+from core.contract import BUILTIN, Declaration
 from master.diagnoses import sweep_summary, trial_findings
 from master.evaluating import best_checkpoint, sweep_test_evaluation, trial_lookup
 from master.models import (
@@ -36,7 +36,7 @@ from master.schemas import (
     WorkerPublic,
 )
 from master.sweeps import rung, space_from_json, stage_counts
-from master.trainers import worker_trainers
+from master.trainers import workers_trainers
 
 
 def sweep_public(session: Session, sweep: Sweep) -> SweepPublic:
@@ -163,7 +163,8 @@ def live_workers(redis: Redis, session: Session) -> list[WorkerPublic]:
     """Every worker registered in Redis, by name, with the trial it is running."""
     found = Worker.all(connection=redis)
     running = running_trials(session, [w.name for w in found])
-    workers = [_worker_public(redis, w, running.get(w.name)) for w in found]
+    trainers = workers_trainers(redis, found)
+    workers = [_worker_public(w, running.get(w.name), trainers[w.name]) for w in found]
     return sorted(workers, key=lambda w: w.name)
 
 
@@ -176,9 +177,11 @@ def running_trials(session: Session, workers: list[str] | None = None) -> dict[s
     return {name: trial_id for name, trial_id in session.execute(query).all() if name}
 
 
-def _worker_public(redis: Redis, worker: BaseWorker, trial_id: int | None) -> WorkerPublic:
+def _worker_public(
+    worker: BaseWorker, trial_id: int | None, declared: list[Declaration]
+) -> WorkerPublic:
     job = worker.get_current_job_id()
-    trainers = [BUILTIN, *sorted(d.name for d in worker_trainers(redis, worker))]
+    trainers = [BUILTIN, *sorted(d.name for d in declared)]
     return WorkerPublic(
         name=worker.name,
         host=worker.hostname,

@@ -22,8 +22,6 @@ import numpy as np
 from redis import Redis
 from rq import get_current_job
 
-from core.checkpoint import load_checkpoint, read_summary, trainer_name
-from core.contract import BUILTIN
 from core.data import confine
 from core.messages import (
     EnsembleJob,
@@ -34,7 +32,7 @@ from core.messages import (
 )
 from core.predict import softmax
 from core.run import checked_probabilities
-from core.run_checkpoint import load_run_checkpoint
+from core.run_checkpoint import RunCheckpoint, load_any_checkpoint
 from worker.datasets import DATASETS
 from worker.settings import WorkerSettings
 from worker.trainers import installed
@@ -116,9 +114,9 @@ class _Member:
 
 
 def _load_member(settings: WorkerSettings, relative: str) -> _Member:
-    path = settings.checkpoint_dir / relative
-    if trainer_name(read_summary(path)) != BUILTIN:
-        run = load_run_checkpoint(path, installed(settings))
+    loaded = load_any_checkpoint(settings.checkpoint_dir / relative, installed(settings))
+    if isinstance(loaded, RunCheckpoint):
+        run = loaded
         name, trainer, classes = run.state.trainer, run.trainer, run.problem.num_classes
         hyperparameters = run.state.hyperparameters
         return _Member(
@@ -128,8 +126,7 @@ def _load_member(settings: WorkerSettings, relative: str) -> _Member:
             lambda X: checked_probabilities(name, trainer, X, classes),
             None,
         )
-    checkpoint = load_checkpoint(path)
-    model, state = checkpoint.model, checkpoint.state
+    model, state = loaded.model, loaded.state
     params = None if state.average_flat is None else model.views(state.average_flat)
     return _Member(
         model.input_dim,

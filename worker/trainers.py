@@ -91,7 +91,8 @@ def prepare_user_trial(trial: TrialJob, settings: WorkerSettings) -> PreparedRun
     existing = listed_for_resume(checkpoint_dir, trial)
     resumed, existing, damaged = resume(existing, load, trial.trial_id)
     if resumed is None and trial.resume_from is not None:
-        resumed = _promoted(checkpoint_dir / trial.resume_from, cls, trial, declaration)
+        parent = checkpoint_dir / trial.resume_from
+        resumed = _promoted(parent, cls, trial, declaration.version, hyperparameters)
     if resumed is None:
         fresh = build_trainer(cls, name, hyperparameters, problem, trial.seed)
         state = new_run(
@@ -122,17 +123,16 @@ def prepare_user_trial(trial: TrialJob, settings: WorkerSettings) -> PreparedRun
 
 
 def _promoted(
-    parent: Path, cls: Any, trial: TrialJob, declaration: Declaration
+    parent: Path, cls: Any, trial: TrialJob, version: str, hyperparameters: dict[str, Any]
 ) -> tuple[Trainer, RunState] | None:
     """The run a promoted trial goes on from: its parent's checkpoint, continued to this
     trial's epochs; None (train from scratch, losing nothing) if the file cannot be used.
     A trainer whose state does not load back (core.contract.TrainerError) fails the trial:
     that is the trainer's fault, and training from scratch would hide it."""
-    hyperparameters = declaration.resolve(trial.hyperparameters)
     try:
         checkpoint = load_run_checkpoint(parent, {trial.trainer: cls})
         state = continue_run(
-            checkpoint.state, declaration.version, hyperparameters, trial.seed, trial.num_epochs
+            checkpoint.state, version, hyperparameters, trial.seed, trial.num_epochs
         )
         return checkpoint.trainer, state
     except (CheckpointError, ContinuationError) as exc:
